@@ -1,0 +1,100 @@
+"""Server start-up: launch to first healthy /api/health, and idle RSS after 10 s.
+
+Targets: start <= 1.0 s, idle RSS <= 90 MiB. The floor is a bare
+`python -c pass` measured in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench._report import median, python_floor
+
+FLOWYARD = str(Path(sys.executable).with_name("flowyard"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _rss_bytes(pid: int) -> int:
+    total = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            total = int(line.split()[1]) * 1024
+    return total
+
+
+def _start_once(home: Path, idle_seconds: float = 0) -> tuple[float, int]:
+    port = _free_port()
+    env = {**os.environ, "FLOWYARD_HOME": str(home)}
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [FLOWYARD, "server", "start", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with httpx.Client() as client:
+            while True:
+                try:
+                    if client.get(f"http://127.0.0.1:{port}/api/health").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    time.sleep(0.005)
+        elapsed = time.perf_counter() - start
+        rss = 0
+        if idle_seconds:
+            time.sleep(idle_seconds)
+            rss = _rss_bytes(proc.pid)
+        return elapsed, rss
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+
+
+def main() -> dict[str, Any]:
+    floor = python_floor()
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        first, _ = _start_once(home)  # creates and migrates the database
+        warm = [_start_once(home)[0] for _ in range(5)]
+        _, rss = _start_once(home, idle_seconds=10)
+    start = median(warm)
+    return {
+        "title": "Server start-up (bench/server_start.py)",
+        "rows": [
+            {"metric": "python -c pass (floor)", "value": floor, "unit": "s"},
+            {"metric": "first start (creates + migrates SQLite)", "value": first, "unit": "s"},
+            {"metric": "start to healthy", "value": start, "unit": "s", "target": "<= 1.0 s"},
+            {"metric": "start / floor", "value": start / floor, "unit": "x"},
+            {
+                "metric": "idle RSS after 10 s",
+                "value": rss / 1024**2,
+                "unit": "MiB",
+                "target": "<= 90 MiB",
+            },
+        ],
+    }
+
+
+if __name__ == "__main__":
+    from bench._report import write_result
+
+    result = main()
+    write_result("server_start", result)
+    for row in result["rows"]:
+        print(row)

@@ -1,0 +1,1 @@
+"""Blocks: configuration objects read by flows. Only ``system.Secret`` for now."""

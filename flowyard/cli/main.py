@@ -1,0 +1,49 @@
+"""The ``flowyard`` command.
+
+Sub-command modules import their heavy dependencies inside the command
+functions, so ``flowyard --help`` never loads the server, SQLAlchemy or the
+HTTP client.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from flowyard._version import __version__
+from flowyard.cli import config as config_cmd
+from flowyard.cli import doctor as doctor_cmd
+from flowyard.cli import server as server_cmd
+from flowyard.cli._errors import run_app
+
+app = typer.Typer(
+    name="flowyard",
+    help="Flowyard: self-hosted workflow orchestration with managed execution.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(server_cmd.app, name="server")
+app.add_typer(config_cmd.app, name="config")
+app.command("doctor")(doctor_cmd.doctor)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the Flowyard version."""
+    typer.echo(__version__)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks on errors."),
+) -> None:
+    if debug:
+        import os
+
+        os.environ["FLOWYARD_DEBUG"] = "1"
+
+
+def main() -> None:
+    sys.exit(run_app(app))

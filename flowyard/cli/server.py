@@ -1,0 +1,40 @@
+"""``flowyard server``: run the control plane (API, UI, services)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Run the Flowyard server.", no_args_is_help=True)
+
+
+@app.command("start")
+def start(
+    host: str | None = typer.Option(None, help="Address to listen on [default: 127.0.0.1]."),
+    port: int | None = typer.Option(None, help="Port to listen on [default: 4280]."),
+    database_url: str | None = typer.Option(
+        None, "--database-url", help="SQLAlchemy URL, e.g. postgresql+asyncpg://host/db."
+    ),
+    no_dispatcher: bool = typer.Option(
+        False, "--no-dispatcher", help="Do not run the managed dispatcher in this process."
+    ),
+    log_level: str | None = typer.Option(None, help="debug, info, warning or error."),
+) -> None:
+    """Start the API, the web UI and the managed dispatcher."""
+    from flowyard.cli._logging import configure_logging
+    from flowyard.server.serve import run_server
+    from flowyard.settings import load_settings
+
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    if no_dispatcher:
+        overrides["dispatcher"] = False
+    if log_level is not None:
+        overrides["log_level"] = log_level
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_level)
+    run_server(settings)

@@ -1,0 +1,354 @@
+"""The local backend's sandbox: bubblewrap namespaces, a cgroup and a loop-mounted disk per run.
+
+Start-up of one strict run, all before the run's first instruction:
+
+1. a run directory under ``<state>/runs/<run id>`` (bubblewrap's options and
+   status file, and a link to the run's disk for a restarted server's
+   reclaim);
+2. a slot (``_slots``): a waiting shell already inside a fresh cgroup, which
+   is renamed after the run and given its limits (memory without swap, CPU
+   quota, pids);
+3. a disk (``_storage``): an ext4 image of the storage limit, already
+   formatted and mounted, into whose ``work/`` the checkout is copied;
+4. the slot execs bubblewrap; inside, ``setpriv`` drops to the sandbox user
+   and a shell loads the run's environment from stdin and execs the command.
+   See ``_bwrap`` for why it is built this way.
+
+Teardown (``_local_handle``) kills whatever is left in the cgroup, removes
+it, unmounts the disk (deleted in the background) and the run directory.
+The state dir belongs to one sandbox at a time (a lock file), so whatever a
+new sandbox finds in it was left by a server that died, and is reclaimed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowyard.execution.host import SANDBOX_UID, CgroupLayout, HostCapabilities, probe_host
+from flowyard.execution.sandbox import _bwrap, _unconfined
+from flowyard.execution.sandbox._cgroups import RunCgroup
+from flowyard.execution.sandbox._egress import bridge_command
+from flowyard.execution.sandbox._errors import IsolationUnavailable, SandboxError
+from flowyard.execution.sandbox._layout import (
+    API_SOCKET_PATH,
+    EGRESS_PROXY_URL,
+    TMP_PATH,
+    WORK_PATH,
+    Placeholder,
+    expand,
+)
+from flowyard.execution.sandbox._local_handle import LocalHandle, RunResources
+from flowyard.execution.sandbox._loop import MountedImage, unmount
+from flowyard.execution.sandbox._protocol import Isolation, SandboxHandle
+from flowyard.execution.sandbox._runtime import (
+    EnvironmentView,
+    RuntimeView,
+    prepare_environment,
+    prepare_runtime,
+)
+from flowyard.execution.sandbox._slots import (
+    ARGS_FD,
+    STATUS_FD,
+    LaunchFiles,
+    Slot,
+    SlotPool,
+    remove_idle_slots,
+)
+from flowyard.execution.sandbox._spec import NetworkMode, SandboxSpec
+from flowyard.execution.sandbox._storage import ImagePool
+
+logger = logging.getLogger(__name__)
+
+# bubblewrap's outer process and its pid-1 reaper count against pids.max too.
+SANDBOX_PROCESSES = 2
+CGROUP_PREFIX = "flowyard-run-"
+
+
+class LocalSandbox:
+    """Runs each spec in its own sandbox on this host.
+
+    ``isolation="strict"`` (the default) raises :class:`IsolationUnavailable`
+    at construction if the host lacks anything it needs, naming each missing
+    feature. ``isolation="none"`` runs plain processes (own process group,
+    rlimits, deadline) and logs that nothing is isolated. ``state_dir`` holds
+    disk images and per-run directories, and belongs to this sandbox alone
+    while it is open; ``cgroup_parent`` is where run cgroups go in each
+    hierarchy (default: this process's own cgroup). Call :meth:`close` at
+    shutdown; runs still going are left running (see :meth:`reclaim_leftovers`).
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        isolation: Isolation = "strict",
+        uid: int = SANDBOX_UID,
+        gid: int = SANDBOX_UID,
+        cgroup_parent: str | None = None,
+        images_per_size: int = 2,
+        capabilities: HostCapabilities | None = None,
+    ) -> None:
+        if isolation not in ("strict", "none"):
+            raise SandboxError(f"isolation must be 'strict' or 'none', not {isolation!r}")
+        self._isolation: Isolation = isolation
+        self._state = state_dir
+        self._uid, self._gid = uid, gid
+        self._runtimes: dict[tuple[Path, int], RuntimeView] = {}
+        self._environments: dict[tuple[Path, Path | None, int], EnvironmentView] = {}
+        self.reclaimed: tuple[str, ...] = ()
+        self._caps = capabilities or probe_host(cgroup_parent, sandbox_uid=uid)
+        self._lock = _lock_state_dir(state_dir)
+        (state_dir / "runs").mkdir(exist_ok=True, mode=0o700)
+        self._pool: ImagePool | None = None
+        self._tools: _Tools | None = None
+        self._slots: SlotPool | None = None
+        if isolation == "none":
+            logger.warning("sandbox isolation is 'none': %s", self.describe())
+            self.reclaimed = tuple(self.reclaim_leftovers())
+            return
+        missing = self._caps.missing()
+        if missing:
+            os.close(self._lock)
+            raise IsolationUnavailable(missing)
+        self._tools = _Tools.of(self._caps)
+        passwd, group = _bwrap.account_files(uid, gid)
+        (state_dir / "etc").mkdir(exist_ok=True)
+        (state_dir / "etc" / "passwd").write_text(passwd)
+        (state_dir / "etc" / "group").write_text(group)
+        # Leftover runs first: their processes must be gone before their disks are unmounted.
+        self.reclaimed = tuple(self.reclaim_leftovers())
+        remove_idle_slots(self._tools.cgroups)
+        self._pool = ImagePool(
+            state_dir / "images", self._tools.mkfs, uid=uid, gid=gid, keep=images_per_size
+        )
+        tail = _bwrap.command_tail(setpriv=self._tools.setpriv, uid=uid, gid=gid)
+        command = [str(self._tools.bwrap), "--args", str(ARGS_FD), *tail]
+        self._slots = SlotPool(self._tools.cgroups, command, keep=images_per_size)
+
+    @property
+    def isolation(self) -> Isolation:
+        """``strict`` or ``none``."""
+        return self._isolation
+
+    @property
+    def state_dir(self) -> Path:
+        """Where disk images and run directories live."""
+        return self._state
+
+    @property
+    def capabilities(self) -> HostCapabilities:
+        """What the host probe found."""
+        return self._caps
+
+    def describe(self) -> str:
+        """One line for logs and the UI saying how runs are isolated."""
+        if self._isolation == "none":
+            return (
+                f"runs are plain processes of uid {os.geteuid()} with rlimits and a deadline; "
+                "nothing is isolated (no namespaces, cgroups or storage limit)"
+            )
+        layout = self._caps.cgroups
+        version = layout.version if layout else "?"
+        return (
+            f"bubblewrap {self._caps.bwrap_version} namespaces, uid {self._uid}, cgroup v{version} "
+            "limits, loop-mounted ext4 work dir"
+        )
+
+    def warm(self, storage_bytes: int) -> None:
+        """Format disk images of ``storage_bytes`` ahead of the first run that needs them."""
+        if self._pool is not None:
+            self._pool.warm(storage_bytes)
+
+    def close(self) -> None:
+        """Stop the image pool's background thread."""
+        if self._slots is not None:
+            self._slots.close()
+        if self._pool is not None:
+            self._pool.close()
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
+
+    async def start(self, spec: SandboxSpec) -> SandboxHandle:
+        """Prepare the run's sandbox and start its process; raises :class:`SandboxError` on failure."""
+        if self._pool is None or self._tools is None or self._slots is None:
+            process, resources = await asyncio.to_thread(_unconfined.spawn, spec, self._state)
+            return _unconfined.UnconfinedHandle(spec, process, resources)
+        try:
+            started = await asyncio.to_thread(
+                self._spawn, spec, self._pool, self._slots, self._tools
+            )
+        except OSError as exc:
+            raise SandboxError(f"cannot prepare the sandbox of run {spec.run_id}: {exc}") from exc
+        return LocalHandle(spec, started, self._pool)
+
+    def reclaim_leftovers(self) -> list[str]:
+        """Kill and remove runs left by a previous server process; returns their run ids."""
+        reclaimed: list[str] = []
+        for run_dir in sorted((self._state / "runs").iterdir()):
+            layout = self._caps.cgroups
+            if layout is not None:
+                dirs = {c: d / f"{CGROUP_PREFIX}{run_dir.name}" for c, d in layout.dirs.items()}
+                existing = {c: d for c, d in dirs.items() if d.exists()}
+                if existing:
+                    RunCgroup(layout.version, existing).remove()
+            fs = run_dir / "fs"
+            if fs.is_symlink():
+                unmount(fs.resolve())
+            shutil.rmtree(run_dir, ignore_errors=True)
+            reclaimed.append(run_dir.name)
+        if reclaimed:
+            logger.warning("reclaimed runs left by a previous server: %s", ", ".join(reclaimed))
+        return reclaimed
+
+    def _spawn(
+        self, spec: SandboxSpec, pool: ImagePool, slots: SlotPool, tools: _Tools
+    ) -> RunResources:
+        run_dir = self._state / "runs" / spec.run_id
+        undo = contextlib.ExitStack()
+        with undo:
+            try:
+                run_dir.mkdir(mode=0o700)
+            except FileExistsError:
+                raise SandboxError(f"run {spec.run_id} already has a sandbox") from None
+            undo.callback(shutil.rmtree, run_dir, ignore_errors=True)
+            _check_sources(spec)
+            runtime = self._runtime_view(spec.runtime_dir)
+            environment = self._environment_view(spec, runtime)
+            slot = slots.take()
+            undo.callback(slot.discard)
+            cgroup = slot.cgroup
+            cgroup.rename(f"{CGROUP_PREFIX}{spec.run_id}")
+            cgroup.apply(spec.limits, extra_pids=SANDBOX_PROCESSES)
+            fs = pool.take(spec.limits.storage_bytes)
+            undo.callback(pool.release, fs)
+            (run_dir / "fs").symlink_to(fs.mount_point)  # for a restarted server's reclaim
+            _copy_checkout(spec.workdir_source, fs.work, self._uid, self._gid)
+            etc = self._state / "etc"
+            mounts = _bwrap.Mounts(
+                runtime, environment, fs.work, fs.tmp, etc / "passwd", etc / "group"
+            )
+            process = self._exec(spec, mounts, slot, fs, run_dir)
+            undo.pop_all()
+        return RunResources(process, cgroup, fs, run_dir)
+
+    def _exec(
+        self, spec: SandboxSpec, mounts: _bwrap.Mounts, slot: Slot, fs: MountedImage, run_dir: Path
+    ) -> subprocess.Popen[bytes]:
+        python = mounts.environment.python if mounts.environment else mounts.runtime.python
+        paths = {
+            Placeholder.PYTHON: python,
+            Placeholder.WORK: WORK_PATH,
+            Placeholder.TMP: TMP_PATH,
+            Placeholder.API_SOCKET: API_SOCKET_PATH,
+            Placeholder.EGRESS_PROXY: EGRESS_PROXY_URL,
+        }
+        argv = [expand(arg, paths) for arg in spec.argv]
+        env = {name: expand(value, paths) for name, value in spec.env.items()}
+        egress = spec.network is NetworkMode.EGRESS
+        prelude = bridge_command(mounts.runtime.python) if egress else None
+        files = LaunchFiles(
+            run_dir / "bwrap.args", run_dir / "status.json", fs.mount_point / "output.log"
+        )
+        options = _bwrap.bwrap_options(spec, mounts, status_fd=STATUS_FD)
+        files.args.write_bytes(b"".join(os.fsencode(arg) + b"\0" for arg in options))
+        slot.launch(files, _bwrap.run_script(env, argv, prelude=prelude))
+        return slot.process
+
+    def _runtime_view(self, runtime_dir: Path) -> RuntimeView:
+        try:
+            key = (runtime_dir, (runtime_dir / "bin" / "python3").stat().st_mtime_ns)
+        except OSError:
+            raise SandboxError(f"runtime {runtime_dir} has no bin/python3") from None
+        view = self._runtimes.get(key)
+        if view is None:
+            view = self._runtimes[key] = prepare_runtime(runtime_dir, self._state / "cache")
+        return view
+
+    def _environment_view(self, spec: SandboxSpec, runtime: RuntimeView) -> EnvironmentView | None:
+        if spec.environment_dir is None:
+            return None
+        site = spec.environment_dir / "lib" / f"python{runtime.version}" / "site-packages"
+        stamp = site.stat().st_mtime_ns if site.exists() else 0
+        key = (spec.environment_dir, spec.sdk_dir, stamp)
+        view = self._environments.get(key)
+        if view is None:
+            view = prepare_environment(
+                spec.environment_dir, runtime, spec.sdk_dir, self._state / "cache"
+            )
+            self._environments[key] = view
+        return view
+
+
+@dataclass(frozen=True)
+class _Tools:
+    """What strict isolation runs, known to exist once the host checks passed."""
+
+    bwrap: Path
+    setpriv: Path
+    mkfs: Path
+    cgroups: CgroupLayout
+
+    @classmethod
+    def of(cls, caps: HostCapabilities) -> _Tools:
+        if not (caps.bwrap_path and caps.setpriv_path and caps.mkfs_ext4_path and caps.cgroups):
+            raise IsolationUnavailable(caps.missing() or ("the host probe is incomplete",))
+        return cls(caps.bwrap_path, caps.setpriv_path, caps.mkfs_ext4_path, caps.cgroups)
+
+
+@dataclass(frozen=True)
+class _Source:
+    name: str
+    path: Path | None
+    kind: str
+
+
+def _check_sources(spec: SandboxSpec) -> None:
+    sources = [
+        _Source("runtime_dir", spec.runtime_dir, "dir"),
+        _Source("environment_dir", spec.environment_dir, "dir"),
+        _Source("sdk_dir", spec.sdk_dir, "dir"),
+        _Source("workdir_source", spec.workdir_source, "dir"),
+        _Source("api_socket", spec.api_socket, "any"),
+        _Source("egress_proxy_socket", spec.egress_proxy_socket, "any"),
+        *(_Source(f"ro_binds[{i}]", b.source, "any") for i, b in enumerate(spec.ro_binds)),
+    ]
+    for source in sources:
+        if source.path is None:
+            continue
+        if not source.path.exists():
+            raise SandboxError(f"{source.name}: {source.path} does not exist")
+        if source.kind == "dir" and not source.path.is_dir():
+            raise SandboxError(f"{source.name}: {source.path} is not a directory")
+
+
+def _copy_checkout(source: Path | None, work: Path, uid: int, gid: int) -> None:
+    if source is None:
+        return
+    try:
+        shutil.copytree(source, work, symlinks=True, dirs_exist_ok=True)
+    except (OSError, shutil.Error) as exc:
+        raise SandboxError(f"cannot copy {source} into the run's work dir: {exc}") from exc
+    for folder, dirs, files in os.walk(work):
+        for name in dirs + files:
+            os.lchown(os.path.join(folder, name), uid, gid)
+
+
+def _lock_state_dir(state_dir: Path) -> int:
+    """Hold ``state_dir`` for this sandbox: reclaiming leftovers must not hit a live server's runs."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SandboxError(f"{state_dir} is in use by another sandbox; give each its own") from None
+    return fd

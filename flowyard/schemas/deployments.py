@@ -1,0 +1,188 @@
+"""Deployments: where the code is, how to run it, and when."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from flowyard.schemas._base import Out, Wire
+
+
+class GitSourceSpec(Wire):
+    kind: Literal["git"] = "git"
+    url: str = Field(min_length=1, max_length=2000)
+    branch: str | None = Field(default=None, max_length=255)
+    tag: str | None = Field(default=None, max_length=255)
+    commit: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{7,64}$")
+    # Name of a secret holding an access token for private repositories.
+    credentials_secret: str | None = Field(default=None, max_length=255)
+    directory: str | None = Field(default=None, max_length=500)
+
+
+class StorageSourceSpec(Wire):
+    kind: Literal["storage"] = "storage"
+    url: str = Field(pattern=r"^(s3|gs|gcs|az|abfs|memory)://.+")
+    credentials_secret: str | None = Field(default=None, max_length=255)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class LocalSourceSpec(Wire):
+    kind: Literal["local"] = "local"
+    path: str = Field(min_length=1, max_length=2000)
+
+
+SourceSpec = Annotated[
+    GitSourceSpec | StorageSourceSpec | LocalSourceSpec, Field(discriminator="kind")
+]
+
+
+def validate_entrypoint(value: str) -> str:
+    """`path/to/file.py:function`, relative, without `..`."""
+    path, sep, func = value.rpartition(":")
+    if not sep or not path or not func:
+        raise ValueError("expected 'path/to/file.py:function'")
+    if not func.isidentifier():
+        raise ValueError(f"{func!r} is not a Python function name")
+    if not path.endswith(".py"):
+        raise ValueError("the path part must name a .py file")
+    if path.startswith(("/", "\\")) or (len(path) > 1 and path[1] == ":"):
+        raise ValueError("the path must be relative to the source root")
+    if ".." in path.replace("\\", "/").split("/"):
+        raise ValueError("the path must not contain '..'")
+    return value
+
+
+class CronSchedule(Wire):
+    cron: str = Field(min_length=1, max_length=200)
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a valid cron expression")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class IntervalSchedule(Wire):
+    interval: float = Field(gt=0, description="Seconds between runs.")
+    anchor_date: datetime | None = None
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _min_interval(self) -> IntervalSchedule:
+        if self.interval < 1:
+            raise ValueError("interval must be at least 1 second")
+        return self
+
+    @property
+    def delta(self) -> timedelta:
+        return timedelta(seconds=self.interval)
+
+
+class RRuleSchedule(Wire):
+    rrule: str = Field(min_length=1, max_length=2000)
+    timezone: str = "UTC"
+
+    @field_validator("rrule")
+    @classmethod
+    def _valid_rrule(cls, value: str) -> str:
+        from dateutil.rrule import rrulestr
+
+        try:
+            rrulestr(value, cache=False)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"invalid rrule: {exc}") from None
+        return value
+
+
+ScheduleSpec = CronSchedule | IntervalSchedule | RRuleSchedule
+
+
+class DeploymentScheduleCreate(Wire):
+    schedule: ScheduleSpec
+    active: bool = True
+    catchup: bool = False
+
+
+class DeploymentSchedule(Out):
+    id: uuid.UUID
+    schedule: dict[str, Any]
+    active: bool
+    catchup: bool
+
+
+class DeploymentCreate(Wire):
+    """Create-or-update by (flow_name, name), like Prefect's deploy."""
+
+    flow_name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^/]+$")
+    work_pool_name: str | None = Field(default=None, max_length=100)
+    source: SourceSpec | None = None
+    entrypoint: str = Field(max_length=500)
+    pull_steps: list[dict[str, Any]] = Field(default_factory=list)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameter_schema: dict[str, Any] = Field(default_factory=dict)
+    job_variables: dict[str, Any] = Field(default_factory=dict)
+    tags: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list)
+    version: str | None = Field(default=None, max_length=100)
+    description: str = Field(default="", max_length=20_000)
+    paused: bool = False
+    concurrency_limit: int | None = Field(default=None, ge=0)
+    schedules: list[DeploymentScheduleCreate] = Field(default_factory=list)
+
+    _entrypoint = field_validator("entrypoint")(validate_entrypoint)
+
+
+class DeploymentUpdate(Wire):
+    work_pool_name: str | None = None
+    parameters: dict[str, Any] | None = None
+    job_variables: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    description: str | None = Field(default=None, max_length=20_000)
+    paused: bool | None = None
+    concurrency_limit: int | None = Field(default=None, ge=0)
+    schedules: list[DeploymentScheduleCreate] | None = None
+
+
+class Deployment(Out):
+    id: uuid.UUID
+    flow_name: str
+    name: str
+    work_pool_id: uuid.UUID | None
+    work_pool_name: str | None = None
+    source: dict[str, Any]
+    entrypoint: str
+    pull_steps: list[dict[str, Any]] = Field(default_factory=list)
+    parameters: dict[str, Any]
+    parameter_schema: dict[str, Any]
+    job_variables: dict[str, Any]
+    tags: list[str]
+    version: str | None
+    description: str
+    paused: bool
+    concurrency_limit: int | None
+    schedules: list[DeploymentSchedule] = Field(default_factory=list)
+    created: datetime
+    updated: datetime
+    warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.flow_name}/{self.name}"

@@ -1,0 +1,45 @@
+"""The SQL that differs between SQLite and PostgreSQL, in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, exists, func, literal, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def dialect_of(session: AsyncSession) -> str:
+    bind = session.get_bind()
+    return str(bind.dialect.name)
+
+
+def json_list_contains(dialect: str, column: Any, value: str) -> ColumnElement[bool]:
+    """``value in column`` for a JSON list column."""
+    if dialect == "postgresql":
+        return column.op("@>")(func.cast(literal(f'["{_escape(value)}"]'), JSONB))  # type: ignore[no-any-return]
+    each = func.json_each(column).table_valued("value")
+    return exists(select(literal(1)).select_from(each).where(each.c.value == value))
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def lock_rows(
+    dialect: str, query: Select[Any], *, skip_locked: bool = False, key_share: bool = False
+) -> Select[Any]:
+    """Row locks on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers.
+
+    ``key_share`` takes ``FOR NO KEY UPDATE``: it serialises writers of the row
+    without blocking inserts of rows that reference it by foreign key.
+    """
+    if dialect == "postgresql":
+        return query.with_for_update(skip_locked=skip_locked, key_share=key_share)
+    return query
+
+
+async def notify(session: AsyncSession, channel: str) -> None:
+    """PostgreSQL NOTIFY, delivered when the transaction commits."""
+    if dialect_of(session) == "postgresql":
+        await session.execute(select(func.pg_notify(channel, "")))

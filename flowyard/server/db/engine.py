@@ -1,0 +1,131 @@
+"""Engines and sessions, with the dialect differences kept here.
+
+SQLite runs in WAL mode with a busy timeout, and every transaction begins
+with ``BEGIN IMMEDIATE``: a transaction takes the single writer lock up
+front, so read-modify-write sequences (claims, state transitions) are
+serialised instead of failing late with "database is locked". PostgreSQL
+uses row locks (``FOR UPDATE [SKIP LOCKED]``) in the ops that need them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from flowyard.errors import FlowyardError
+
+
+class StorageError(FlowyardError):
+    """The database could not be reached or used."""
+
+
+SUPPORTED_DRIVERS = frozenset({"sqlite+aiosqlite", "postgresql+asyncpg"})
+
+
+def normalize_url(url: str) -> str:
+    """Accept the common spellings and pick the async driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    if url.startswith("postgresql://"):
+        url = "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite:///"):
+        url = "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    return url
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below decide how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@dataclass(frozen=True)
+class Database:
+    """One engine and its session factory."""
+
+    url: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session whose transaction commits on success and rolls back on error."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def create_database(url: str, *, pool_size: int = 10) -> Database:
+    url = normalize_url(url)
+    try:
+        parsed = make_url(url)
+    except Exception:
+        raise StorageError(f"database URL {url!r} is not a valid SQLAlchemy URL") from None
+    if parsed.drivername not in SUPPORTED_DRIVERS:
+        raise StorageError(
+            f"database URL scheme {parsed.drivername!r} is not supported; expected "
+            "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host/db"
+        )
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": 30}
+    else:
+        kwargs["pool_size"] = pool_size
+        kwargs["max_overflow"] = pool_size
+        kwargs["pool_pre_ping"] = True
+    engine = create_async_engine(url, **kwargs)
+    if parsed.get_backend_name() == "sqlite":
+        _install_sqlite_hooks(engine)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    return Database(url=url, engine=engine, sessions=sessions)
+
+
+async def check_connection(db: Database, timeout: float = 5.0) -> None:
+    """Raise StorageError with a one-line reason when the database is unusable."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with db.engine.connect() as conn:
+                await conn.exec_driver_sql("SELECT 1")
+    except TimeoutError:
+        raise StorageError(
+            f"database {redact_url(db.url)} did not answer in {timeout:g} s"
+        ) from None
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise StorageError(f"cannot connect to database {redact_url(db.url)}: {reason}") from exc
+
+
+def redact_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database URL>"

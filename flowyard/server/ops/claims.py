@@ -1,0 +1,95 @@
+"""Claims: a dispatcher atomically takes due SCHEDULED runs of a managed pool.
+
+Per workspace, activations are serialised by locking the workspace row
+(PostgreSQL) or by SQLite's single writer, so two dispatchers can never both
+see a free slot and both take it; run rows are additionally selected with
+``FOR UPDATE SKIP LOCKED`` so claimers never block on each other's rows.
+Each candidate goes through the same policy as any other transition, so a
+run that cannot start records why on itself (``AwaitingConcurrency``,
+``AwaitingQuota``, ``AwaitingResume``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flowyard.schemas.states import StateCreate, StateType, Verdict
+from flowyard.server.db import models as m
+from flowyard.server.db.dialect import dialect_of, lock_rows
+from flowyard.server.ops import flow_runs, usage
+from flowyard.server.ops.auth import Principal
+
+
+@dataclass
+class ClaimResult:
+    claimed: list[m.FlowRun] = field(default_factory=list)
+    waiting: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+
+
+async def pools_with_due_runs(
+    session: AsyncSession, now: datetime | None = None, pool_type: str = "managed"
+) -> list[uuid.UUID]:
+    now = now or datetime.now(UTC)
+    query = (
+        select(m.WorkPool.id)
+        .join(m.FlowRun, m.FlowRun.work_pool_id == m.WorkPool.id)
+        .where(
+            m.WorkPool.type == pool_type,
+            m.FlowRun.state_type == StateType.SCHEDULED.value,
+            m.FlowRun.next_scheduled_start_time <= now,
+        )
+        .distinct()
+    )
+    return list((await session.execute(query)).scalars())
+
+
+async def claim_runs(
+    session: AsyncSession,
+    pool_id: uuid.UUID,
+    dispatcher_id: str,
+    *,
+    limit: int = 10,
+    now: datetime | None = None,
+) -> ClaimResult:
+    """Move up to ``limit`` due runs of the pool to PENDING, for this dispatcher."""
+    now = now or datetime.now(UTC)
+    result = ClaimResult()
+    pool = await session.get(m.WorkPool, pool_id)
+    if pool is None:
+        return result
+    await flow_runs.lock_workspace(session, pool.workspace_id)
+    dialect = dialect_of(session)
+    query = (
+        select(m.FlowRun)
+        .where(
+            m.FlowRun.work_pool_id == pool_id,
+            m.FlowRun.state_type == StateType.SCHEDULED.value,
+            m.FlowRun.next_scheduled_start_time <= now,
+        )
+        .order_by(m.FlowRun.next_scheduled_start_time, m.FlowRun.created)
+        .limit(limit)
+    )
+    candidates = list(
+        (await session.execute(lock_rows(dialect, query, skip_locked=True))).scalars()
+    )
+    principal = Principal(workspace_id=pool.workspace_id, kind="api_key", is_admin=True)
+    for run in candidates:
+        outcome = await flow_runs.set_state(
+            session,
+            principal,
+            run.id,
+            StateCreate(type=StateType.PENDING, message=f"claimed by {dispatcher_id}"),
+        )
+        if outcome.status is Verdict.ACCEPT:
+            run.dispatcher_id = dispatcher_id
+            await usage.open_record(session, run, now)
+            result.claimed.append(run)
+        else:
+            result.waiting.append((run.id, outcome.reason))
+    await session.flush()
+    return result

@@ -1,0 +1,309 @@
+"""Task runs: batched upserts in one transaction, and reads.
+
+A batch costs a fixed handful of statements whatever its size: one read of
+the flow runs it names (access and state), one read of the task runs that
+already exist (locked on PostgreSQL), one read of their recent history (to
+skip re-sent entries), then one executemany each for new task runs, moved
+task runs and history rows. An ORM flush per row was rejected: at thousands
+of tasks per batch it is one round trip per object.
+
+Ordering: the entries of one task run apply in timestamp order. An entry
+older than the task run's current state is kept in the history but does not
+move the current state, so a late batch cannot rewind a task. An entry equal
+to a recorded state (same type, name and timestamp) is a re-send and is
+skipped: retrying a batch whose answer was lost changes nothing.
+
+Finished flow runs: after a batch, every task run it touched in a flow run
+that is COMPLETED, FAILED, CRASHED or CANCELLED must be in a terminal state
+too. That admits the runner's last flush racing a cancel or crash mark (the
+tasks are reported finished) and refuses a task still PENDING or RUNNING
+inside a run that has ended. Such a batch is refused whole (409).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flowyard.schemas import task_runs as s
+from flowyard.schemas.states import DEFAULT_NAMES, StateType
+from flowyard.server.db import models as m
+from flowyard.server.db.dialect import dialect_of, lock_rows
+from flowyard.server.ops import flow_runs
+from flowyard.server.ops.auth import Principal
+from flowyard.server.ops.errors import Conflict, InvalidInput, NotFound
+
+MAX_PAGE = 1000
+RETRYING = "Retrying"
+# The columns a batch may change on an existing task run.
+_MUTABLE = (
+    "name",
+    "task_key",
+    "dynamic_key",
+    "cache_key",
+    "tags",
+    "max_retries",
+    "state_type",
+    "state_name",
+    "state_message",
+    "state_timestamp",
+    "run_count",
+    "start_time",
+    "end_time",
+)
+
+
+class ReferenceNotFound(NotFound):
+    """A referenced object is missing (or another workspace's); names the field."""
+
+    def __init__(self, field: str, kind: str, ident: object) -> None:
+        super().__init__(kind, ident)
+        self.args = (f"{field}: {kind} {ident} not found",)
+
+
+async def _runs_of(
+    session: AsyncSession, principal: Principal, entries: Sequence[s.TaskRunUpsert]
+) -> dict[uuid.UUID, m.FlowRun]:
+    ids = {e.flow_run_id for e in entries}
+    rows = (await session.execute(select(m.FlowRun).where(m.FlowRun.id.in_(ids)))).scalars()
+    runs = {r.id: r for r in rows}
+    for index, entry in enumerate(entries):
+        run = runs.get(entry.flow_run_id)
+        field = f"task_runs.{index}.flow_run_id"
+        if run is None:
+            raise ReferenceNotFound(field, "flow run", entry.flow_run_id)
+        try:
+            flow_runs.check_access(principal, run)
+        except NotFound:
+            raise ReferenceNotFound(field, "flow run", entry.flow_run_id) from None
+    return runs
+
+
+async def _existing(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    names = ("id", "workspace_id", "flow_run_id", *_MUTABLE)
+    columns: list[Any] = [getattr(m.TaskRun, c) for c in names]
+    query = lock_rows(dialect_of(session), select(*columns).where(m.TaskRun.id.in_(ids)))
+    return {r.id: dict(r._mapping) for r in await session.execute(query)}
+
+
+async def _recorded(
+    session: AsyncSession, ids: list[uuid.UUID], since: datetime
+) -> set[tuple[uuid.UUID, str, str, datetime]]:
+    if not ids:
+        return set()
+    s_ = m.TaskRunState
+    query = select(s_.task_run_id, s_.type, s_.name, s_.timestamp).where(
+        s_.task_run_id.in_(ids), s_.timestamp >= since
+    )
+    return {(r[0], r[1], r[2], r[3]) for r in await session.execute(query)}
+
+
+def _new_row(workspace_id: uuid.UUID, first: s.TaskRunUpsert) -> dict[str, Any]:
+    return {
+        "id": first.id,
+        "workspace_id": workspace_id,
+        "flow_run_id": first.flow_run_id,
+        "state_type": None,
+        "state_timestamp": None,
+        "run_count": 0,
+        "start_time": None,
+        "end_time": None,
+        "created": first.timestamp,
+    }
+
+
+def _apply(row: dict[str, Any], entry: s.TaskRunUpsert, name: str) -> None:
+    """Move the working copy of a task run to the entry's state (timings included)."""
+    previous = row["state_type"]
+    to = entry.state_type
+    run_count = int(row["run_count"])
+    if (to is StateType.RUNNING and previous != StateType.RUNNING.value) or name == RETRYING:
+        run_count += 1
+        if row["start_time"] is None:
+            row["start_time"] = entry.timestamp
+    row["run_count"] = max(run_count, entry.run_count)
+    row["end_time"] = entry.timestamp if to.is_terminal else None
+    row.update(
+        name=entry.name,
+        task_key=entry.task_key,
+        dynamic_key=entry.dynamic_key,
+        cache_key=entry.cache_key,
+        tags=list(entry.tags),
+        max_retries=entry.max_retries,
+        state_type=to.value,
+        state_name=name,
+        state_message=entry.state_message,
+        state_timestamp=entry.timestamp,
+    )
+
+
+def _group(
+    entries: Sequence[s.TaskRunUpsert],
+) -> dict[uuid.UUID, list[tuple[int, s.TaskRunUpsert]]]:
+    groups: dict[uuid.UUID, list[tuple[int, s.TaskRunUpsert]]] = {}
+    for index, entry in enumerate(entries):
+        group = groups.setdefault(entry.id, [])
+        if group and group[0][1].flow_run_id != entry.flow_run_id:
+            raise InvalidInput(
+                f"task_runs.{index}.flow_run_id",
+                f"task run {entry.id} appears earlier in the batch with another flow run",
+            )
+        group.append((index, entry))
+    for group in groups.values():
+        group.sort(key=lambda pair: pair[1].timestamp)  # stable: batch order breaks ties
+    return groups
+
+
+async def upsert_task_runs(
+    session: AsyncSession, principal: Principal, batch: s.TaskRunBatch
+) -> s.TaskRunBatchResult:
+    """Create task runs or move their states, all or nothing."""
+    entries = batch.task_runs
+    result = s.TaskRunBatchResult(created=0, updated=0, states_written=0, duplicates=0)
+    if not entries:
+        return result
+    groups = _group(entries)
+    runs = await _runs_of(session, principal, entries)
+    existing = await _existing(session, list(groups))
+    since = min(e.timestamp for e in entries)
+    recorded = await _recorded(session, list(existing), since)
+    new_rows: list[dict[str, Any]] = []
+    moved_rows: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    for task_id, group in groups.items():
+        first_index, first = group[0]
+        row = existing.get(task_id)
+        created = row is None
+        if row is None:
+            row = _new_row(principal.workspace_id, first)
+        elif (
+            row["workspace_id"] != principal.workspace_id or row["flow_run_id"] != first.flow_run_id
+        ):
+            # The same answer whichever workspace holds the id: nothing is revealed.
+            raise Conflict(f"task_runs.{first_index}.id: {task_id} is used by another flow run")
+        moved = False
+        for _, entry in group:
+            name = entry.state_name or DEFAULT_NAMES[entry.state_type]
+            key = (task_id, entry.state_type.value, name, entry.timestamp)
+            if key in recorded:
+                result.duplicates += 1
+                continue
+            recorded.add(key)
+            history.append(
+                {
+                    "id": uuid.uuid4(),
+                    "task_run_id": task_id,
+                    "type": entry.state_type.value,
+                    "name": name,
+                    "message": entry.state_message,
+                    "timestamp": entry.timestamp,
+                }
+            )
+            if row["state_timestamp"] is None or entry.timestamp >= row["state_timestamp"]:
+                _apply(row, entry, name)
+                moved = True
+        _check_finished_run(runs[first.flow_run_id], row, first_index, changed=created or moved)
+        if created:
+            new_rows.append(row)
+        elif moved:
+            moved_rows.append({"id": task_id, **{c: row[c] for c in _MUTABLE}})
+    if new_rows:
+        await session.execute(insert(m.TaskRun), new_rows)
+    if moved_rows:
+        await session.execute(update(m.TaskRun), moved_rows)
+    if history:
+        await session.execute(insert(m.TaskRunState), history)
+    result.created = len(new_rows)
+    result.updated = len(moved_rows)
+    result.states_written = len(history)
+    return result
+
+
+def _check_finished_run(run: m.FlowRun, row: dict[str, Any], index: int, *, changed: bool) -> None:
+    if not changed or not StateType(run.state_type).is_terminal:
+        return
+    if StateType(row["state_type"]).is_terminal:
+        return
+    raise Conflict(
+        f"task_runs.{index}: flow run {run.id} is {run.state_type}; its task runs may only "
+        f"be reported finished, but this one would be {row['state_type']}"
+    )
+
+
+async def read_task_run(
+    session: AsyncSession, principal: Principal, task_run_id: uuid.UUID
+) -> m.TaskRun:
+    row = await session.get(m.TaskRun, task_run_id)
+    if row is None or row.workspace_id != principal.workspace_id:
+        raise NotFound("task run", task_run_id)
+    if principal.is_run_token:
+        run = await session.get(m.FlowRun, row.flow_run_id)
+        try:
+            if run is None:
+                raise NotFound("flow run", row.flow_run_id)
+            flow_runs.check_access(principal, run)
+        except NotFound:
+            raise NotFound("task run", task_run_id) from None
+    return row
+
+
+async def state_history(
+    session: AsyncSession, principal: Principal, task_run_id: uuid.UUID
+) -> list[m.TaskRunState]:
+    await read_task_run(session, principal, task_run_id)
+    query = (
+        select(m.TaskRunState)
+        .where(m.TaskRunState.task_run_id == task_run_id)
+        .order_by(m.TaskRunState.timestamp, m.TaskRunState.id)
+    )
+    return list((await session.execute(query)).scalars())
+
+
+def _encode(created: datetime, ident: uuid.UUID) -> str:
+    raw = json.dumps([created.isoformat(), str(ident)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value, ident = json.loads(raw)
+        created = datetime.fromisoformat(value)
+        return (created if created.tzinfo else created.replace(tzinfo=UTC)), uuid.UUID(ident)
+    except (ValueError, TypeError):
+        raise InvalidInput("cursor", "not a cursor returned by this listing") from None
+
+
+async def list_task_runs(
+    session: AsyncSession,
+    principal: Principal,
+    flow_run_id: uuid.UUID,
+    *,
+    states: Sequence[StateType] = (),
+    limit: int = 200,
+    cursor: str | None = None,
+) -> tuple[list[m.TaskRun], str | None]:
+    """A flow run's task runs in creation order; keyset pages on (created, id)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput("limit", f"expected 1..{MAX_PAGE}")
+    await flow_runs.read_flow_run(session, principal, flow_run_id)
+    t = m.TaskRun
+    query = select(t).where(t.flow_run_id == flow_run_id)
+    if states:
+        query = query.where(t.state_type.in_([x.value for x in states]))
+    if cursor:
+        created, ident = _decode(cursor)
+        query = query.where(or_(t.created > created, and_(t.created == created, t.id > ident)))
+    query = query.order_by(t.created, t.id).limit(limit + 1)
+    rows = list((await session.execute(query)).scalars())
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, _encode(rows[-1].created, rows[-1].id)

@@ -1,0 +1,199 @@
+"""The compute ledger: one record per run, closed once, never changed after.
+
+Totals are derived from the records. A month's usage counts closed records
+by their billed minutes and open ones by their elapsed time so far, so a
+burst of long runs cannot slip past the limit while they are still going.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, date, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flowyard.schemas import workspaces as s
+from flowyard.server.db import models as m
+from flowyard.server.ops.errors import InvalidInput
+
+
+def month_bounds(month: str | None, now: datetime | None = None) -> tuple[datetime, datetime]:
+    now = now or datetime.now(UTC)
+    if month:
+        try:
+            year, mon = (int(p) for p in month.split("-"))
+            start = datetime(year, mon, 1, tzinfo=UTC)
+        except ValueError:
+            raise InvalidInput("month", f"expected YYYY-MM, got {month!r}") from None
+    else:
+        start = datetime(now.year, now.month, 1, tzinfo=UTC)
+    end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+    return start, end
+
+
+def billed_minutes(seconds: float) -> int:
+    return max(1, math.ceil(seconds / 60)) if seconds > 0 else 0
+
+
+async def _open_record_of(session: AsyncSession, run_id: uuid.UUID) -> m.UsageRecord | None:
+    query = select(m.UsageRecord).where(
+        m.UsageRecord.flow_run_id == run_id, m.UsageRecord.ended_at.is_(None)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def open_record(session: AsyncSession, run: m.FlowRun, now: datetime) -> None:
+    """Provisioning begins: open the run's record (one per attempt)."""
+    if await _open_record_of(session, run.id) is not None:
+        return
+    attempts = (
+        await session.execute(select(func.count()).where(m.UsageRecord.flow_run_id == run.id))
+    ).scalar_one()
+    session.add(
+        m.UsageRecord(
+            workspace_id=run.workspace_id,
+            flow_run_id=run.id,
+            attempt=attempts + 1,
+            deployment_id=run.deployment_id,
+            started_at=now,
+        )
+    )
+
+
+async def close_record(session: AsyncSession, run: m.FlowRun, now: datetime) -> float | None:
+    """Teardown: close the run's open record. Returns the seconds billed, if one was open."""
+    record = await _open_record_of(session, run.id)
+    if record is None:
+        return None
+    seconds = max(0.0, (now - record.started_at).total_seconds())
+    record.ended_at = now
+    record.seconds = seconds
+    record.billed_minutes = billed_minutes(seconds)
+    run.compute_seconds = (run.compute_seconds or 0.0) + seconds
+    return seconds
+
+
+async def used_minutes(
+    session: AsyncSession, workspace_id: uuid.UUID, now: datetime
+) -> tuple[int, int]:
+    """(minutes used this month including open records, open record count)."""
+    start, end = month_bounds(None, now)
+    base = select(m.UsageRecord).where(
+        m.UsageRecord.workspace_id == workspace_id,
+        m.UsageRecord.started_at >= start,
+        m.UsageRecord.started_at < end,
+    )
+    closed = (
+        await session.execute(
+            select(func.coalesce(func.sum(m.UsageRecord.billed_minutes), 0)).where(
+                m.UsageRecord.workspace_id == workspace_id,
+                m.UsageRecord.started_at >= start,
+                m.UsageRecord.started_at < end,
+                m.UsageRecord.ended_at.is_not(None),
+            )
+        )
+    ).scalar_one()
+    open_rows = list(
+        (await session.execute(base.where(m.UsageRecord.ended_at.is_(None)))).scalars()
+    )
+    open_minutes = sum(billed_minutes((now - r.started_at).total_seconds()) for r in open_rows)
+    return int(closed or 0) + open_minutes, len(open_rows)
+
+
+def resets_on(now: datetime) -> date:
+    _, end = month_bounds(None, now)
+    return end.date()
+
+
+async def quota_reason(session: AsyncSession, workspace: m.Workspace, now: datetime) -> str | None:
+    """Why a new run may not start, or None when there is compute left."""
+    if workspace.monthly_limit_minutes is None:
+        return None
+    used, _ = await used_minutes(session, workspace.id, now)
+    if used < workspace.monthly_limit_minutes:
+        return None
+    return (
+        f"monthly compute limit reached: {used} of {workspace.monthly_limit_minutes} minutes "
+        f"used; resets on {resets_on(now).isoformat()}"
+    )
+
+
+async def summary(
+    session: AsyncSession, workspace: m.Workspace, month: str | None, by: str | None
+) -> s.UsageSummary:
+    now = datetime.now(UTC)
+    start, end = month_bounds(month, now)
+    if by not in (None, "day", "deployment"):
+        raise InvalidInput("by", "expected 'day' or 'deployment'")
+    rows = list(
+        (
+            await session.execute(
+                select(m.UsageRecord).where(
+                    m.UsageRecord.workspace_id == workspace.id,
+                    m.UsageRecord.started_at >= start,
+                    m.UsageRecord.started_at < end,
+                )
+            )
+        ).scalars()
+    )
+    names: dict[uuid.UUID, str] = {}
+    if by == "deployment":
+        ids = {r.deployment_id for r in rows if r.deployment_id}
+        if ids:
+            for dep in (
+                await session.execute(select(m.Deployment).where(m.Deployment.id.in_(ids)))
+            ).scalars():
+                names[dep.id] = f"{dep.flow_name}/{dep.name}"
+    buckets: dict[str, s.UsageBucket] = {}
+    used = 0
+    open_runs = 0
+    for r in rows:
+        if r.ended_at is None:
+            open_runs += 1
+            seconds = max(0.0, (now - r.started_at).total_seconds())
+        else:
+            seconds = r.seconds or 0.0
+        minutes = r.billed_minutes if r.billed_minutes is not None else billed_minutes(seconds)
+        used += minutes
+        if by is None:
+            continue
+        key = (
+            r.started_at.date().isoformat()
+            if by == "day"
+            else names.get(r.deployment_id, "(ad hoc)")
+            if r.deployment_id
+            else "(ad hoc)"
+        )
+        b = buckets.setdefault(key, s.UsageBucket(key=key, runs=0, seconds=0, billed_minutes=0))
+        b.runs += 1
+        b.seconds += seconds
+        b.billed_minutes += minutes
+    limit = workspace.monthly_limit_minutes
+    return s.UsageSummary(
+        month=start.strftime("%Y-%m"),
+        used_minutes=used,
+        open_runs=open_runs,
+        limit_minutes=limit,
+        remaining_minutes=None if limit is None else max(0, limit - used),
+        resets_on=end.date(),
+        by=by,
+        buckets=sorted(buckets.values(), key=lambda b: b.key),
+    )
+
+
+async def records(
+    session: AsyncSession, workspace_id: uuid.UUID, month: str | None
+) -> list[m.UsageRecord]:
+    start, end = month_bounds(month)
+    query = (
+        select(m.UsageRecord)
+        .where(
+            m.UsageRecord.workspace_id == workspace_id,
+            m.UsageRecord.started_at >= start,
+            m.UsageRecord.started_at < end,
+        )
+        .order_by(m.UsageRecord.started_at)
+    )
+    return list((await session.execute(query)).scalars())

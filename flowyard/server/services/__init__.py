@@ -1,0 +1,31 @@
+"""Long-running loops inside the server: scheduler, late runs, the managed dispatcher.
+
+Each service is an ``async def service(ctx)`` that runs until cancelled;
+:func:`default_services` is the list ``flowyard server start`` runs.
+"""
+
+from __future__ import annotations
+
+from flowyard.server.context import Service
+from flowyard.server.services.late_runs import late_runs_service
+from flowyard.server.services.scheduler import fill_policy, scheduler_service, wake_scheduler
+from flowyard.settings import Settings
+
+__all__ = ["default_services", "late_runs_service", "scheduler_service", "wake_scheduler"]
+
+
+def default_services(settings: Settings) -> list[Service]:
+    """The services a server runs with these settings.
+
+    Raises ConfigurationError for inconsistent scheduler settings, so a bad
+    value stops start-up with one clear line instead of a silent service.
+    """
+    services: list[Service] = []
+    if settings.scheduler:
+        fill_policy(settings)  # validate now, not in a background task
+        services += [scheduler_service, late_runs_service]
+    if settings.dispatcher:
+        from flowyard.server.services.dispatcher import dispatcher_service
+
+        services.append(dispatcher_service)
+    return services

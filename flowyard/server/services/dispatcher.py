@@ -1,0 +1,263 @@
+"""The managed dispatcher: the platform serves managed pools itself.
+
+It wakes when runs change (an in-process signal at commit, ``LISTEN`` on
+PostgreSQL) and otherwise polls slowly as a fallback; claims due runs of
+managed pools through ``ops.claims`` (so several dispatchers on one
+PostgreSQL never double-start a run); and hands each claimed run to the
+execution pipeline as its own task. Host capacity is admission control: past
+it, runs stay SCHEDULED and say so, so a burst cannot take the host down.
+
+On start it recovers runs left active by a previous server process: they are
+marked CRASHED with that reason (and their compute closed), so nothing sits
+in RUNNING forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from flowyard.execution.jobs import RunJob
+from flowyard.execution.pipeline import RunPipeline
+from flowyard.schemas.states import StateCreate, StateType
+from flowyard.server import signals
+from flowyard.server.context import ServerContext
+from flowyard.server.db import models as m
+from flowyard.server.ops import claims, flow_runs, usage
+from flowyard.server.ops.auth import Principal
+
+logger = logging.getLogger("flowyard.dispatcher")
+
+POLL_SECONDS = 5.0
+
+
+def dispatcher_id(ctx: ServerContext) -> str:
+    """Stable per host and data dir, so a restarted server recognises its own runs."""
+    return f"{socket.gethostname()}:{ctx.settings.home}"
+
+
+@dataclass
+class Capacity:
+    """How many runs this host takes at once (ceilings are not reservations)."""
+
+    max_runs: int
+    active: set[uuid.UUID] = field(default_factory=set)
+
+    @property
+    def free(self) -> int:
+        return max(0, self.max_runs - len(self.active))
+
+
+def host_capacity(ctx: ServerContext) -> int:
+    cpus = ctx.settings.host_cpus or float(os.cpu_count() or 1)
+    # Runs are mostly I/O-bound orchestration code: overcommit CPU 8x by default.
+    return max(1, int(cpus * 8))
+
+
+async def _job_for(ctx: ServerContext, run_id: uuid.UUID) -> RunJob | None:
+    async with ctx.db.session() as session:
+        run = await session.get(m.FlowRun, run_id)
+        if run is None or run.deployment_id is None:
+            return None
+        dep = await session.get(m.Deployment, run.deployment_id)
+        pool = await session.get(m.WorkPool, run.work_pool_id) if run.work_pool_id else None
+        if dep is None:
+            return None
+        return RunJob(
+            run_id=run.id,
+            workspace_id=run.workspace_id,
+            flow_name=dep.flow_name,
+            deployment_name=dep.name,
+            entrypoint=dep.entrypoint,
+            source=dict(dep.source),
+            job_variables=dict(run.job_variables),
+            isolation=pool.isolation if pool else "strict",
+            pull_steps=tuple(dep.pull_steps),
+            parameters=dict(run.parameters),
+        )
+
+
+class Dispatcher:
+    def __init__(self, ctx: ServerContext, pipeline: RunPipeline, *, max_runs: int) -> None:
+        self.ctx = ctx
+        self.pipeline = pipeline
+        self.id = dispatcher_id(ctx)
+        self.capacity = Capacity(max_runs=max_runs)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+
+    async def serve(self) -> None:
+        waiter = signals.subscribe()
+        listener = await self._listen()
+        try:
+            await self.recover()
+            while True:
+                waiter.clear()
+                self._wake.clear()
+                await self.dispatch_once()
+                sleepers = [
+                    asyncio.ensure_future(waiter.wait()),
+                    asyncio.ensure_future(self._wake.wait()),
+                ]
+                await asyncio.wait(
+                    sleepers, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+                for s in sleepers:
+                    s.cancel()
+        finally:
+            signals.unsubscribe(waiter)
+            if listener is not None:
+                await listener.close()
+            for task in self.tasks:
+                task.cancel()
+
+    async def _listen(self) -> Any:
+        """LISTEN on PostgreSQL so claims by other replicas' writes wake us too."""
+        if self.ctx.db.dialect != "postgresql":
+            return None
+        import asyncpg
+
+        url = self.ctx.db.url.replace("postgresql+asyncpg://", "postgresql://")
+        try:
+            conn = await asyncpg.connect(url)
+        except (OSError, asyncpg.PostgresError):
+            logger.warning("LISTEN unavailable; falling back to polling every %s s", POLL_SECONDS)
+            return None
+        await conn.add_listener(signals.CHANNEL, lambda *_: self._wake.set())
+        return conn
+
+    async def dispatch_once(self) -> int:
+        """Claim what capacity allows and start each run. Returns how many started."""
+        started = 0
+        async with self.ctx.db.session() as session:
+            pool_ids = await claims.pools_with_due_runs(session)
+        for pool_id in pool_ids:
+            free = self.capacity.free
+            if free == 0:
+                await self._mark_over_capacity(pool_id)
+                break
+            async with self.ctx.db.session() as session:
+                result = await claims.claim_runs(session, pool_id, self.id, limit=free)
+                claimed = [r.id for r in result.claimed]
+            for run_id in claimed:
+                self._start(run_id)
+                started += 1
+        return started
+
+    async def _mark_over_capacity(self, pool_id: uuid.UUID) -> None:
+        reason = f"host capacity reached ({len(self.capacity.active)} runs active); queued"
+        now = datetime.now(UTC)
+        async with self.ctx.db.session() as session:
+            query = (
+                select(m.FlowRun)
+                .where(
+                    m.FlowRun.work_pool_id == pool_id,
+                    m.FlowRun.state_type == StateType.SCHEDULED.value,
+                    m.FlowRun.next_scheduled_start_time <= now,
+                )
+                .limit(100)
+            )
+            for run in (await session.execute(query)).scalars():
+                await flow_runs.mark_waiting(session, run, "AwaitingCapacity", reason, now)
+
+    def _start(self, run_id: uuid.UUID) -> None:
+        self.capacity.active.add(run_id)
+        task = asyncio.create_task(self._execute(run_id), name=f"run-{run_id}")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _execute(self, run_id: uuid.UUID) -> None:
+        try:
+            job = await _job_for(self.ctx, run_id)
+            if job is not None:
+                await self.pipeline.execute(job)
+        except Exception:
+            logger.exception("run %s: dispatcher task failed", run_id)
+        finally:
+            self.capacity.active.discard(run_id)
+            self._wake.set()  # capacity freed: look for more work
+
+    async def recover(self) -> None:
+        """Runs a previous server process left active end CRASHED, with the reason.
+
+        Opening the local sandboxes reclaims whatever a previous process left
+        (its runs' processes are stopped, their cgroups and disks freed), so
+        those runs cannot be resumed; they are marked so nothing stays RUNNING.
+        """
+        try:
+            self.pipeline.sandbox_for("strict")
+        except Exception as exc:
+            logger.warning(
+                "strict isolation unavailable; managed runs in strict pools will crash "
+                "with the reason: %s",
+                exc,
+            )
+        active = [t.value for t in (StateType.PENDING, StateType.RUNNING, StateType.CANCELLING)]
+        reason = "the server restarted while the run was active; its sandbox was stopped"
+        async with self.ctx.db.session() as session:
+            query = select(m.FlowRun).where(
+                m.FlowRun.dispatcher_id == self.id, m.FlowRun.state_type.in_(active)
+            )
+            for run in (await session.execute(query)).scalars():
+                principal = Principal(workspace_id=run.workspace_id, kind="api_key", is_admin=True)
+                await flow_runs.set_state(
+                    session, principal, run.id, StateCreate(type=StateType.CRASHED, message=reason)
+                )
+                run.crash_reason = reason
+                await usage.close_record(session, run, datetime.now(UTC))
+                logger.warning("run %s: %s", run.id, reason)
+
+
+def build_pipeline(ctx: ServerContext) -> RunPipeline:
+    """The execution plane with this server's settings: local sandboxes, uv, git."""
+    from flowyard.execution import sandbox as sb
+    from flowyard.execution.environments import EnvironmentBuilder, IndexSettings, RuntimeRegistry
+    from flowyard.execution.pipeline import ExecutionConfig
+    from flowyard.server.services._recorder import DbRecorder
+
+    settings = ctx.settings
+    cache = settings.home / "cache"
+    sandboxes: dict[str, sb.Sandbox] = {}
+
+    def sandbox_for(isolation: str) -> sb.Sandbox:
+        # Built on first use: strict isolation raises IsolationUnavailable here, with
+        # what the host lacks, and the run is CRASHED with that message.
+        if isolation not in sandboxes:
+            mode: sb.Isolation = "none" if isolation == "none" else "strict"
+            state = cache / f"sandbox-{mode}"
+            state.mkdir(parents=True, exist_ok=True)
+            sandboxes[isolation] = sb.LocalSandbox(state, isolation=mode)
+        return sandboxes[isolation]
+
+    index = IndexSettings(
+        index_url=settings.pip_index_url or None,
+        extra_index_urls=tuple(settings.pip_extra_index_urls),
+    )
+    return RunPipeline(
+        ExecutionConfig(
+            cache_dir=cache,
+            api_socket=settings.effective_api_socket,
+            allow_local_sources=settings.allow_local_sources,
+        ),
+        DbRecorder(ctx),
+        sandbox_for,
+        EnvironmentBuilder(cache / "environments", index=index),
+        RuntimeRegistry.from_settings(settings.runtimes),
+    )
+
+
+async def dispatcher_service(ctx: ServerContext) -> None:
+    """The service ``flowyard server start`` runs (unless --no-dispatcher)."""
+    dispatcher = Dispatcher(ctx, build_pipeline(ctx), max_runs=host_capacity(ctx))
+    logger.info(
+        "managed dispatcher %s on (capacity %d runs)", dispatcher.id, dispatcher.capacity.max_runs
+    )
+    await dispatcher.serve()

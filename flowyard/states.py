@@ -1,0 +1,51 @@
+"""States and their constructors (``from flowyard.states import Completed``)."""
+
+from __future__ import annotations
+
+from flowyard.sdk._states import (
+    AwaitingRetry,
+    Cancelled,
+    Cancelling,
+    Completed,
+    Crashed,
+    Failed,
+    Late,
+    Paused,
+    Pending,
+    Retrying,
+    Running,
+    Scheduled,
+    State,
+    StateDetails,
+    StateType,
+    TimedOut,
+    exception_to_crashed_state,
+    exception_to_failed_state,
+    get_state_exception,
+    is_state_iterable,
+    return_value_to_state,
+)
+
+__all__ = [
+    "AwaitingRetry",
+    "Cancelled",
+    "Cancelling",
+    "Completed",
+    "Crashed",
+    "Failed",
+    "Late",
+    "Paused",
+    "Pending",
+    "Retrying",
+    "Running",
+    "Scheduled",
+    "State",
+    "StateDetails",
+    "StateType",
+    "TimedOut",
+    "exception_to_crashed_state",
+    "exception_to_failed_state",
+    "get_state_exception",
+    "is_state_iterable",
+    "return_value_to_state",
+]

@@ -1,0 +1,127 @@
+"""Keys, workspaces and run tokens: who may see and do what."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.integration.api.conftest import (
+    ClientFactory,
+    make_deployment,
+    make_pool,
+    make_workspace_key,
+)
+
+
+async def test_requests_without_a_key_are_401_with_a_clear_message(
+    client_for: ClientFactory, admin_key: str
+) -> None:
+    async with client_for(None) as anon:
+        r = await anon.get("/work-pools")
+    assert r.status_code == 401
+    assert "Authorization: Bearer" in r.json()["detail"]
+
+
+async def test_health_needs_no_key(client_for: ClientFactory, admin_key: str) -> None:
+    async with client_for(None) as anon:
+        assert (await anon.get("/health")).status_code == 200
+
+
+async def test_a_made_up_key_is_refused(client_for: ClientFactory, admin_key: str) -> None:
+    async with client_for("fy_abcdef123456_notreal") as c:
+        assert (await c.get("/me")).status_code == 401
+
+
+async def test_keys_are_listed_by_prefix_and_name_never_in_clear(client: httpx.AsyncClient) -> None:
+    created = (await client.post("/api-keys", json={"name": "ci"})).json()
+    assert created["key"].startswith(f"fy_{created['prefix']}_")
+    listed = (await client.get("/api-keys")).json()
+    assert {k["name"] for k in listed} == {"admin", "ci"}
+    assert all("key" not in k and "key_hash" not in k for k in listed)
+
+
+async def test_a_revoked_key_is_refused_at_once(
+    client: httpx.AsyncClient, client_for: ClientFactory
+) -> None:
+    created = (await client.post("/api-keys", json={"name": "temp"})).json()
+    async with client_for(created["key"]) as temp:
+        assert (await temp.get("/me")).status_code == 200
+        revoked = await client.delete(f"/api-keys/{created['prefix']}")
+        assert revoked.json()["revoked_at"] is not None
+        r = await temp.get("/me")
+    assert r.status_code == 401
+    assert "revoked" in r.json()["detail"]
+
+
+async def test_another_workspace_sees_nothing_of_ours_404_not_403(
+    client: httpx.AsyncClient, client_for: ClientFactory
+) -> None:
+    await make_pool(client)
+    dep = await make_deployment(client)
+    run = (
+        await client.post(f"/deployments/{dep['id']}/runs", json={"parameters": {"n": 1}})
+    ).json()
+    other_key = await make_workspace_key(client, "other")
+    async with client_for(other_key) as other:
+        assert (await other.get("/work-pools/pool")).status_code == 404
+        assert (await other.get(f"/deployments/{dep['id']}")).status_code == 404
+        assert (await other.get("/deployments/name/etl/daily")).status_code == 404
+        assert (await other.get(f"/flow-runs/{run['id']}")).status_code == 404
+        r = await other.post(f"/flow-runs/{run['id']}/state", json={"type": "CANCELLED"})
+        assert r.status_code == 404
+        assert (await other.get("/flow-runs")).json()["items"] == []
+        assert (await other.get("/work-pools")).json() == []
+        # Same name in another workspace is fine: names are per workspace.
+        await make_pool(other, "pool")
+
+
+async def test_only_an_operator_key_creates_workspaces_or_sets_limits(
+    client: httpx.AsyncClient, client_for: ClientFactory
+) -> None:
+    owner_key = await make_workspace_key(client, "team")
+    async with client_for(owner_key) as owner:
+        assert (await owner.post("/workspaces", json={"name": "x"})).status_code == 403
+        r = await owner.patch("/workspaces/team", json={"monthly_limit_minutes": 10**6})
+        assert r.status_code == 403
+    r = await client.patch("/workspaces/team", json={"monthly_limit_minutes": 100})
+    assert r.json()["monthly_limit_minutes"] == 100
+
+
+async def test_a_run_token_acts_only_on_its_own_run(
+    client: httpx.AsyncClient, client_for: ClientFactory
+) -> None:
+    await make_pool(client)
+    dep = await make_deployment(client)
+    mine = (
+        await client.post(f"/deployments/{dep['id']}/runs", json={"parameters": {"n": 1}})
+    ).json()
+    theirs = (
+        await client.post(f"/deployments/{dep['id']}/runs", json={"parameters": {"n": 2}})
+    ).json()
+    token = (await client.post(f"/flow-runs/{mine['id']}/token")).json()["token"]
+    async with client_for(token) as runner:
+        assert (await runner.get(f"/flow-runs/{mine['id']}")).status_code == 200
+        assert (await runner.get(f"/deployments/{dep['id']}")).status_code == 200
+        r = await runner.post(f"/flow-runs/{mine['id']}/state", json={"type": "RUNNING"})
+        assert r.json()["status"] == "ACCEPT"
+        # Everything else is out of reach.
+        assert (await runner.get(f"/flow-runs/{theirs['id']}")).status_code == 404
+        r = await runner.post(f"/flow-runs/{theirs['id']}/state", json={"type": "CANCELLED"})
+        assert r.status_code == 404
+        assert (await runner.get("/flow-runs")).status_code == 403
+        assert (await runner.get("/work-pools")).status_code == 403
+        assert (await runner.post("/api-keys", json={"name": "x"})).status_code == 403
+        assert (await runner.post(f"/flow-runs/{mine['id']}/token")).status_code == 403
+
+
+async def test_a_tampered_run_token_is_refused(
+    client: httpx.AsyncClient, client_for: ClientFactory
+) -> None:
+    await make_pool(client)
+    dep = await make_deployment(client)
+    run = (
+        await client.post(f"/deployments/{dep['id']}/runs", json={"parameters": {"n": 1}})
+    ).json()
+    token = (await client.post(f"/flow-runs/{run['id']}/token")).json()["token"]
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    async with client_for(forged) as runner:
+        assert (await runner.get(f"/flow-runs/{run['id']}")).status_code == 401

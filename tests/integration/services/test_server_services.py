@@ -1,0 +1,51 @@
+"""The services as the server runs them: registered by default, working, stopped on shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from flowyard.server.context import ServerContext
+from flowyard.server.db import Database
+from flowyard.server.keys import ServerKeys
+from flowyard.server.ops.auth import Principal
+from flowyard.server.services import default_services, late_runs_service, scheduler_service
+from flowyard.settings import Settings
+from tests.integration.services.conftest import deploy, runs_of, schedule
+
+HANG = 20.0
+
+
+def test_the_scheduler_and_late_runs_are_default_services_unless_turned_off(
+    flowyard_home: Path,
+) -> None:
+    on = default_services(Settings(home=flowyard_home))
+    off = default_services(Settings(home=flowyard_home, scheduler=False))
+    assert scheduler_service in on
+    assert late_runs_service in on
+    assert off == []
+
+
+async def test_a_running_server_creates_scheduled_runs_and_stops_its_services_promptly(
+    db: Database, principal: Principal, flowyard_home: Path
+) -> None:
+    deployment_id = await deploy(db, principal, schedule())
+    settings = Settings(home=flowyard_home, scheduler_loop_seconds=3600)
+    ctx = ServerContext(
+        settings=settings,
+        db=db,
+        keys=ServerKeys.from_master(b"test-server-key"),
+        services=default_services(settings),
+    )
+    await ctx.start()
+    try:
+        for _ in range(int(HANG / 0.05)):
+            if len(await runs_of(db, deployment_id)) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        runs = await runs_of(db, deployment_id)
+    finally:
+        # The loops sleep for an hour between passes: stop() must not wait for that.
+        await asyncio.wait_for(ctx.stop(), HANG)
+    assert len(runs) >= 3
+    assert all(r.auto_scheduled for r in runs)
