@@ -101,14 +101,14 @@ class LocalResultStore:
             blob = path.read_bytes()
         except FileNotFoundError:
             return None
-        record = _decode(key, blob)
+        record = decode_record(key, blob)
         return None if record.is_expired() else record
 
     def write(self, record: ResultRecord) -> None:
         import tempfile
 
         path = self._path(record.key)
-        blob = _encode(record, self.serializer)
+        blob = encode_record(record, self.serializer)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
@@ -120,7 +120,8 @@ class LocalResultStore:
             raise
 
 
-def _encode(record: ResultRecord, serializer: Serializer) -> bytes:
+def encode_record(record: ResultRecord, serializer: Serializer) -> bytes:
+    """A record as bytes: a JSON header line, then the serialized value."""
     import json
     import pickle
 
@@ -142,7 +143,8 @@ def _encode(record: ResultRecord, serializer: Serializer) -> bytes:
     return json.dumps(meta).encode() + b"\n" + payload
 
 
-def _decode(key: str, blob: bytes) -> ResultRecord:
+def decode_record(key: str, blob: bytes) -> ResultRecord:
+    """The record that :func:`encode_record` wrote."""
     import json
     import pickle
 

@@ -1,0 +1,581 @@
+"""The SDK's server support: flow runs, task runs and logs recorded through the API.
+
+The SDK imports this module once per process, when a server is configured,
+and calls :func:`install`. It plugs into the SDK's seams:
+
+- a :class:`ServerReporter` that batches the engine's events and sends them
+  from one background thread: task runs as upsert batches, logs as log
+  batches, flow-run states one call each (they are few). Events are sent in
+  the order they were emitted, so a flow run exists before its task runs and
+  its final state lands after them;
+- variable, secret and deployment backends over the same client;
+- inside a managed run (``FLOWYARD_RUN_ID`` is set), a result store on the
+  server, so that caching works across runs whose sandboxes are gone.
+
+A reporter failure never fails a flow: the first error of each kind is logged
+with its reason, and the engine's ``flush`` returns once everything emitted is
+sent or given up on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from flowyard.client._connect import get_sync_client
+from flowyard.client._errors import ApiError, ClientError, NotFoundError
+from flowyard.client._http import RetryPolicy
+from flowyard.schemas import deployments as dep
+from flowyard.schemas import flow_runs as fr
+from flowyard.schemas import logs as lg
+from flowyard.schemas import states as st
+from flowyard.schemas import task_runs as tr
+from flowyard.schemas import variables as var
+from flowyard.sdk import _reporting as rep
+from flowyard.sdk._deployments import (
+    DeploymentRef,
+    DeploymentSpec,
+    RunDeploymentRequest,
+    ServedDeployment,
+    set_deployment_backend,
+)
+from flowyard.sdk._errors import ObjectNotFound, SDKError
+from flowyard.sdk._results import ResultRecord, decode_record, encode_record, set_result_store
+from flowyard.sdk._runs import FlowRun
+from flowyard.sdk._secrets import Secret, set_secret_backend
+from flowyard.sdk._states import State, StateType
+from flowyard.sdk._variables import JSONValue, set_variable_backend
+
+if TYPE_CHECKING:
+    from flowyard.client._sync import SyncClient
+
+__all__ = [
+    "ApiDeployments",
+    "ApiResultStore",
+    "ApiSecrets",
+    "ApiVariables",
+    "ServerReporter",
+    "install",
+]
+
+logger = logging.getLogger("flowyard.sdk.server")
+
+# How long events may wait before they are sent, and how many make a batch
+# worth sending at once.
+FLUSH_INTERVAL = 0.1
+BATCH_SIZE = 2_000
+# How long flush() waits for the API before giving up on what is left.
+FLUSH_TIMEOUT = 30.0
+TERMINAL = frozenset(
+    {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
+)
+
+_installed: ServerReporter | None = None
+_install_lock = threading.Lock()
+
+
+def install(api_url: str) -> None:
+    """Plug the server into the SDK's seams (idempotent)."""
+    global _installed
+    with _install_lock:
+        if _installed is not None:
+            return
+        client = get_sync_client(required=True, retry=RetryPolicy(attempts=5, backoff=0.2))
+        reporter = ServerReporter(client)
+        rep.set_reporter(reporter)
+        set_variable_backend(ApiVariables(client))
+        set_secret_backend(ApiSecrets(client))
+        set_deployment_backend(ApiDeployments(client))
+        if os.environ.get("FLOWYARD_RUN_ID"):
+            set_result_store(ApiResultStore(client))
+        _installed = reporter
+        logger.debug("recording flow runs at %s", api_url)
+
+
+# -- reporting --------------------------------------------------------------------------
+
+
+def jsonable(value: object, depth: int = 0) -> Any:
+    """A JSON-safe copy of ``value`` for the API: unknown objects become their repr."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if depth > 20:
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v, depth + 1) for v in value]
+    if isinstance(value, datetime | uuid.UUID):
+        return str(value)
+    text = repr(value)
+    return text if len(text) <= 2_000 else text[:2_000] + "..."
+
+
+class _TaskInfo:
+    __slots__ = ("dynamic_key", "flow_run_id", "name", "tags", "task_key")
+
+    def __init__(self, event: rep.TaskRunCreated) -> None:
+        self.flow_run_id = event.flow_run_id
+        self.name = event.task_run_name
+        self.task_key = event.task_key
+        self.dynamic_key = event.dynamic_key
+        self.tags = sorted(event.tags)
+
+
+class ServerReporter:
+    """Sends the engine's events to the API from one background thread, in order."""
+
+    def __init__(self, client: SyncClient, *, interval: float = FLUSH_INTERVAL) -> None:
+        self._client = client
+        self._interval = interval
+        self._queue: deque[rep.Event] = deque()
+        self._cond = threading.Condition()
+        self._emitted = 0
+        self._sent = 0
+        self._thread: threading.Thread | None = None
+        self._tasks: dict[uuid.UUID, _TaskInfo] = {}
+        # Flow runs known to exist on the server, with their last known state type.
+        self._flow_states: dict[uuid.UUID, StateType] = {}
+        self._pending_create: dict[uuid.UUID, rep.FlowRunStarted] = {}
+        self._warned: set[str] = set()
+        self._closed = False
+
+    # The engine's side: cheap and non-blocking.
+
+    def emit(self, event: rep.Event) -> None:
+        with self._cond:
+            self._queue.append(event)
+            self._emitted += 1
+            if self._thread is None:
+                self._start()
+            if len(self._queue) >= BATCH_SIZE:
+                self._cond.notify_all()
+
+    def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
+        """Return once everything emitted so far is sent (or ``timeout`` passed)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            target = self._emitted
+            self._cond.notify_all()
+            while self._sent < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None or not self._thread.is_alive():
+                    self._warn_once(
+                        "flush",
+                        "gave up waiting for the API after %.0f s; %d events were not recorded",
+                        timeout,
+                        target - self._sent,
+                    )
+                    return
+                self._cond.wait(min(left, 0.5))
+
+    def close(self) -> None:
+        self.flush()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="flowyard-reporter", daemon=True)
+        self._thread.start()
+        import atexit
+
+        atexit.register(self.close)
+
+    # The background thread.
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                if not self._queue and not self._closed:
+                    self._cond.wait(self._interval)
+                if not self._queue:
+                    if self._closed:
+                        return
+                    continue
+                events = list(self._queue)
+                self._queue.clear()
+            try:
+                self._send(events)
+            except Exception as exc:  # never let the thread die: later flushes would hang
+                self._warn_once("send", "could not record %d events: %s", len(events), exc)
+            with self._cond:
+                self._sent += len(events)
+                self._cond.notify_all()
+
+    def _send(self, events: Sequence[rep.Event]) -> None:
+        task_runs: list[tr.TaskRunUpsert] = []
+        logs: list[lg.LogCreate] = []
+
+        def drain() -> None:
+            if task_runs:
+                self._call("task runs", self._client.upsert_task_runs, list(task_runs))
+                task_runs.clear()
+            if logs:
+                self._call("logs", self._client.write_logs, list(logs))
+                logs.clear()
+
+        for event in events:
+            if isinstance(event, rep.TaskRunCreated):
+                self._tasks[event.task_run_id] = _TaskInfo(event)
+            elif isinstance(event, rep.LogEmitted):
+                if event.flow_run_id is not None:
+                    logs.append(
+                        lg.LogCreate(
+                            flow_run_id=event.flow_run_id,
+                            task_run_id=event.task_run_id,
+                            level=max(0, min(100, event.level)),
+                            name=event.logger_name[:200],
+                            message=event.message,
+                            timestamp=event.timestamp,
+                        )
+                    )
+            elif isinstance(event, rep.StateChanged) and event.run_kind == "task":
+                upsert = self._task_upsert(event)
+                if upsert is not None:
+                    task_runs.append(upsert)
+            elif isinstance(event, rep.FlowRunStarted):
+                drain()
+                self._pending_create[event.flow_run_id] = event
+            elif isinstance(event, rep.StateChanged):
+                drain()
+                self._flow_state(event.run_id, event.state)
+            if len(task_runs) + len(logs) >= BATCH_SIZE:
+                drain()
+        drain()
+        for run_id in list(self._pending_create):
+            self._create(self._pending_create.pop(run_id), None)
+
+    def _task_upsert(self, event: rep.StateChanged) -> tr.TaskRunUpsert | None:
+        info = self._tasks.get(event.run_id)
+        flow_run_id = event.flow_run_id or (info.flow_run_id if info else None)
+        if info is None or flow_run_id is None:
+            return None  # a task called outside any flow run: nothing to attach it to
+        state = event.state
+        if state.type in TERMINAL:
+            self._tasks.pop(event.run_id, None)
+        return tr.TaskRunUpsert(
+            id=event.run_id,
+            flow_run_id=flow_run_id,
+            name=info.name[:200] or "task",
+            task_key=info.task_key[:200],
+            dynamic_key=info.dynamic_key[:200],
+            cache_key=event.cache_key[:200] if event.cache_key else None,
+            tags=[t[:100] for t in info.tags[:50]],
+            state_type=st.StateType(state.type.value),
+            state_name=state.name[:50] or None,
+            state_message=(state.message or "")[:20_000],
+            timestamp=state.timestamp,
+            run_count=event.run_count,
+        )
+
+    def _flow_state(self, run_id: uuid.UUID, state: rep.StateSnapshot) -> None:
+        started = self._pending_create.pop(run_id, None)
+        if started is not None:
+            self._create(started, state)
+            return
+        if self._flow_states.get(run_id) is state.type and state.type is StateType.PENDING:
+            return  # the server moved the run to PENDING itself (a managed run)
+        result = self._call(
+            "a flow run state",
+            self._client.set_flow_run_state,
+            run_id,
+            st.StateCreate(
+                type=st.StateType(state.type.value),
+                name=state.name[:50] or None,
+                message=(state.message or "")[:20_000],
+                timestamp=state.timestamp,
+            ),
+        )
+        if result is None:
+            return
+        if result.status is st.Verdict.ACCEPT:
+            self._flow_states[run_id] = state.type
+        elif result.state is not None:
+            self._flow_states[run_id] = StateType(result.state.type.value)
+            logger.warning(
+                "The server did not accept flow run %s's %s state: %s",
+                run_id,
+                state.type.value,
+                result.reason or result.status,
+            )
+
+    def _create(self, event: rep.FlowRunStarted, state: rep.StateSnapshot | None) -> None:
+        first = state or rep.StateSnapshot(StateType.PENDING, "Pending", None, event.timestamp)
+        run = self._call(
+            "a flow run",
+            self._client.create_ad_hoc_flow_run,
+            fr.AdHocFlowRunCreate(
+                id=event.flow_run_id,
+                flow_name=event.flow_name[:200],
+                name=event.flow_run_name[:200],
+                parameters=jsonable(event.parameters),
+                tags=[t[:100] for t in sorted(event.tags)],
+                parent_task_run_id=event.parent_task_run_id,
+                state=st.StateCreate(
+                    type=st.StateType(first.type.value),
+                    name=first.name[:50] or None,
+                    message=(first.message or "")[:20_000],
+                    timestamp=first.timestamp,
+                ),
+            ),
+        )
+        if run is not None:
+            self._flow_states[event.flow_run_id] = StateType(run.state_type.value)
+
+    def _call(self, what: str, method: Any, *args: Any) -> Any:
+        try:
+            return method(*args)
+        except ApiError as exc:
+            self._warn_once(f"api:{what}:{exc.status}", "could not record %s: %s", what, exc)
+        except ClientError as exc:
+            self._warn_once(f"client:{what}", "could not record %s: %s", what, exc)
+        return None
+
+    def _warn_once(self, key: str, message: str, *args: object) -> None:
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        logger.warning("Flowyard server: " + message, *args)
+
+
+# -- variables, secrets, results --------------------------------------------------------
+
+
+class ApiVariables:
+    """Variables stored on the server."""
+
+    def __init__(self, client: SyncClient) -> None:
+        self._client = client
+
+    def get(self, name: str) -> JSONValue:
+        try:
+            value: JSONValue = self._client.read_variable(name).value
+        except NotFoundError:
+            raise ObjectNotFound(f"variable {name!r} does not exist") from None
+        return value
+
+    def set(self, name: str, value: JSONValue, tags: tuple[str, ...], overwrite: bool) -> None:
+        if not overwrite:
+            try:
+                self._client.read_variable(name)
+            except NotFoundError:
+                pass
+            else:
+                raise ValueError(f"variable {name!r} already exists; pass overwrite=True")
+        self._client.set_variable(name, var.VariableSet(value=value, tags=list(tags)))
+
+    def unset(self, name: str) -> bool:
+        try:
+            self._client.delete_variable(name)
+        except NotFoundError:
+            return False
+        return True
+
+
+class ApiSecrets:
+    """Secrets stored (encrypted) on the server."""
+
+    def __init__(self, client: SyncClient) -> None:
+        self._client = client
+
+    def read(self, name: str) -> str:
+        try:
+            return self._client.read_secret_value(name).value
+        except NotFoundError:
+            raise ObjectNotFound(f"secret {name!r} does not exist") from None
+
+    def write(self, name: str, value: str, overwrite: bool) -> None:
+        if not overwrite:
+            try:
+                self._client.read_secret(name)
+            except NotFoundError:
+                pass
+            else:
+                raise ValueError(f"secret {name!r} already exists; pass overwrite=True")
+        self._client.set_secret(name, value)
+
+
+class ApiResultStore:
+    """Task and flow results on the server: what caching across managed runs reads."""
+
+    def __init__(self, client: SyncClient) -> None:
+        self._client = client
+
+    def read(self, key: str) -> ResultRecord | None:
+        try:
+            blob = self._client.read_result(key)
+        except NotFoundError:
+            return None
+        record = decode_record(key, blob)
+        return None if record.is_expired() else record
+
+    def write(self, record: ResultRecord) -> None:
+        self._client.write_result(record.key, encode_record(record, "pickle"))
+
+
+# -- deployments ------------------------------------------------------------------------
+
+
+def _source(spec: DeploymentSpec, client: SyncClient) -> dep.GitSourceSpec | dep.StorageSourceSpec:
+    source = spec.source
+    if source is None:  # apply_spec refuses these before they get here
+        raise SDKError(f"deployment {spec.full_name!r} has no source")
+    secret_name = _credentials_secret(spec, client)
+    if source.kind == "git":
+        return dep.GitSourceSpec(
+            url=source.url,
+            branch=source.branch,
+            commit=source.commit,
+            credentials_secret=secret_name,
+        )
+    if source.kind == "storage":
+        return dep.StorageSourceSpec(url=source.url, credentials_secret=secret_name)
+    raise SDKError(
+        f"deployment {spec.full_name!r}: a local directory ({source.url}) cannot be fetched by "
+        "the server; push it to git or object storage and use Flow.from_source(<that URL>, ...)"
+    )
+
+
+def _credentials_secret(spec: DeploymentSpec, client: SyncClient) -> str | None:
+    """The name of the secret holding the source's token, storing a plain one first."""
+    credentials = spec.source.credentials if spec.source else None
+    if not credentials:
+        return None
+    token = None
+    for key in ("access_token", "token", "password", "secret"):
+        if key in credentials:
+            token = credentials[key]
+            break
+    if token is None:
+        token = next(iter(credentials.values()))
+    if isinstance(token, Secret):
+        if token.name:
+            return token.name
+        token = token.get()
+    name = f"source-token-{spec.flow_name}-{spec.name}"[:255]
+    client.set_secret(name, str(token))
+    return name
+
+
+def _schedules(spec: DeploymentSpec) -> list[dep.DeploymentScheduleCreate]:
+    out: list[dep.DeploymentScheduleCreate] = []
+    for s in spec.schedules:
+        tz = s.timezone or "UTC"
+        schedule: dep.ScheduleSpec
+        if s.cron is not None:
+            schedule = dep.CronSchedule(cron=s.cron, timezone=tz)
+        elif s.interval is not None:
+            schedule = dep.IntervalSchedule(interval=s.interval, timezone=tz)
+        else:
+            schedule = dep.RRuleSchedule(rrule=str(s.rrule), timezone=tz)
+        out.append(dep.DeploymentScheduleCreate(schedule=schedule, active=s.active))
+    return out
+
+
+class ApiDeployments:
+    """Deployments applied to and run on the server."""
+
+    def __init__(self, client: SyncClient) -> None:
+        self._client = client
+
+    def apply(self, spec: DeploymentSpec) -> DeploymentRef:
+        if not spec.entrypoint:
+            raise SDKError(f"deployment {spec.full_name!r} has no entrypoint")
+        try:
+            existing = self._client.read_deployment_by_name(spec.full_name)
+        except NotFoundError:
+            existing = None
+        saved = self._client.upsert_deployment(
+            dep.DeploymentCreate(
+                flow_name=spec.flow_name,
+                name=spec.name,
+                work_pool_name=spec.work_pool_name,
+                source=_source(spec, self._client),
+                entrypoint=spec.entrypoint,
+                parameters=jsonable(spec.parameters),
+                parameter_schema=jsonable(spec.parameter_schema or {}),
+                job_variables=jsonable(spec.job_variables),
+                tags=list(spec.tags),
+                version=spec.version,
+                description=spec.description or "",
+                paused=spec.paused,
+                concurrency_limit=spec.concurrency_limit,
+                schedules=_schedules(spec),
+            )
+        )
+        for warning in saved.warnings:
+            logger.warning("Deployment %s: %s", saved.full_name, warning)
+            print(f"Warning: {warning}")
+        return DeploymentRef(saved.id, saved.flow_name, saved.name, existing is None)
+
+    def run(self, request: RunDeploymentRequest) -> FlowRun:
+        name = request.name
+        deployment = (
+            self._client.read_deployment(name)
+            if isinstance(name, uuid.UUID)
+            else self._client.read_deployment_by_name(name)
+        )
+        run = self._client.create_flow_run(
+            deployment.id,
+            fr.FlowRunCreate(
+                parameters=jsonable(request.parameters),
+                idempotency_key=request.idempotency_key,
+                tags=list(request.tags),
+                scheduled_time=request.scheduled_time,
+                job_variables=jsonable(request.job_variables or {}),
+                name=request.flow_run_name,
+                parent_task_run_id=request.parent_task_run_id,
+            ),
+        )
+        if request.timeout is None or request.timeout > 0:
+            deadline = None if request.timeout is None else time.monotonic() + request.timeout
+            while StateType(run.state_type.value) not in TERMINAL:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                wait = request.poll_interval
+                if deadline is not None:
+                    wait = min(wait, max(0.0, deadline - time.monotonic()))
+                time.sleep(wait)
+                run = self._client.read_flow_run(run.id)
+        return _sdk_flow_run(run, deployment.name)
+
+    def serve(self, deployments: Sequence[ServedDeployment], limit: int) -> None:
+        names = ", ".join(d.spec.full_name for d in deployments) or "nothing"
+        raise SDKError(
+            f"serve() ({names}) is not available on this server: deploy the flow to a managed "
+            "work pool with Flow.from_source(...).deploy(work_pool_name=...) instead, "
+            "and the server runs it with no worker to start"
+        )
+
+
+def _sdk_flow_run(run: fr.FlowRun, deployment_name: str | None) -> FlowRun:
+    state: State[object] = State(
+        StateType(run.state_type.value), name=run.state_name, message=run.state_message or None
+    )
+    out = FlowRun(
+        id=run.id,
+        name=run.name,
+        flow_name=run.flow_name,
+        parameters=run.parameters,
+        state=state,
+        tags=frozenset(run.tags),
+        parent_task_run_id=run.parent_task_run_id,
+        deployment_id=run.deployment_id,
+        deployment_name=deployment_name,
+        scheduled_start_time=run.expected_start_time,
+    )
+    out.run_count = run.run_count
+    out.start_time = run.start_time
+    out.end_time = run.end_time
+    return out
