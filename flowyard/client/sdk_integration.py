@@ -64,6 +64,7 @@ __all__ = [
     "ApiVariables",
     "ServerReporter",
     "install",
+    "uninstall",
 ]
 
 logger = logging.getLogger("flowyard.sdk.server")
@@ -74,6 +75,8 @@ FLUSH_INTERVAL = 0.1
 BATCH_SIZE = 2_000
 # How long flush() waits for the API before giving up on what is left.
 FLUSH_TIMEOUT = 30.0
+# How long to stop sending after the API could not be reached at all.
+OFFLINE_SECONDS = 30.0
 TERMINAL = frozenset(
     {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
 )
@@ -98,6 +101,23 @@ def install(api_url: str) -> None:
             set_result_store(ApiResultStore(client))
         _installed = reporter
         logger.debug("recording flow runs at %s", api_url)
+
+
+def uninstall() -> None:
+    """Send what is queued, then take the server out of the SDK's seams."""
+    global _installed
+    with _install_lock:
+        reporter, _installed = _installed, None
+        if reporter is None:
+            return
+        reporter.close()
+        if rep.current_reporter() is reporter:
+            rep.set_reporter(None)
+        set_variable_backend(None)
+        set_secret_backend(None)
+        set_deployment_backend(None)
+        set_result_store(None)
+        reporter.client.close()
 
 
 # -- reporting --------------------------------------------------------------------------
@@ -149,6 +169,9 @@ class ServerReporter:
         self._pending_create: dict[uuid.UUID, rep.FlowRunStarted] = {}
         self._warned: set[str] = set()
         self._closed = False
+        # After the API proved unreachable, events are dropped until this time
+        # (monotonic), so that a flow never waits on a server that is down.
+        self._offline_until = 0.0
 
     # The engine's side: cheap and non-blocking.
 
@@ -179,7 +202,13 @@ class ServerReporter:
                     return
                 self._cond.wait(min(left, 0.5))
 
+    @property
+    def client(self) -> SyncClient:
+        return self._client
+
     def close(self) -> None:
+        if self._closed:
+            return
         self.flush()
         with self._cond:
             self._closed = True
@@ -214,6 +243,8 @@ class ServerReporter:
                 self._cond.notify_all()
 
     def _send(self, events: Sequence[rep.Event]) -> None:
+        if time.monotonic() < self._offline_until:
+            return
         task_runs: list[tr.TaskRunUpsert] = []
         logs: list[lg.LogCreate] = []
 
@@ -334,12 +365,21 @@ class ServerReporter:
             self._flow_states[event.flow_run_id] = StateType(run.state_type.value)
 
     def _call(self, what: str, method: Any, *args: Any) -> Any:
+        if time.monotonic() < self._offline_until:
+            return None
         try:
             return method(*args)
         except ApiError as exc:
             self._warn_once(f"api:{what}:{exc.status}", "could not record %s: %s", what, exc)
         except ClientError as exc:
-            self._warn_once(f"client:{what}", "could not record %s: %s", what, exc)
+            self._offline_until = time.monotonic() + OFFLINE_SECONDS
+            self._warn_once(
+                "unreachable",
+                "could not record %s: %s; not recording for the next %.0f s",
+                what,
+                exc,
+                OFFLINE_SECONDS,
+            )
         return None
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:

@@ -20,9 +20,16 @@ def test_the_scheduler_and_late_runs_are_default_services_unless_turned_off(
     flowyard_home: Path,
 ) -> None:
     on = default_services(Settings(home=flowyard_home))
-    off = default_services(Settings(home=flowyard_home, scheduler=False))
+    off = default_services(Settings(home=flowyard_home, scheduler=False, dispatcher=False))
+    no_dispatcher = default_services(Settings(home=flowyard_home, dispatcher=False))
     assert scheduler_service in on
     assert late_runs_service in on
+    assert [s.__name__ for s in on] == [
+        "scheduler_service",
+        "late_runs_service",
+        "dispatcher_service",
+    ]
+    assert no_dispatcher == [scheduler_service, late_runs_service]
     assert off == []
 
 

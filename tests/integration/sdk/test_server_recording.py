@@ -1,0 +1,199 @@
+"""The SDK against a real ``flowyard server start`` process: runs, task runs, logs,
+variables, secrets and deployments recorded through the API."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowyard import flow, get_run_logger, sdk, task
+from flowyard.client import SyncClient, get_sync_client
+from flowyard.client import sdk_integration as integration
+from flowyard.schemas import work_pools as wp
+from flowyard.sdk import _backends
+from tests.acceptance.server_process import ServerProcess, running_server
+
+
+@pytest.fixture(scope="module")
+def server_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sdk-server") / "home"
+
+
+@pytest.fixture(scope="module")
+def server(server_home: Path) -> Iterator[ServerProcess]:
+    with running_server(server_home, "--no-dispatcher") as process:
+        yield process
+
+
+@pytest.fixture
+def api(server: ServerProcess, server_home: Path) -> Iterator[SyncClient]:
+    with get_sync_client(home=server_home, required=True) as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def recording(
+    server: ServerProcess, server_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """The SDK finds the server through its credentials file, as a user's script would."""
+    monkeypatch.setenv("FLOWYARD_HOME", str(server_home))
+    monkeypatch.delenv("FLOWYARD_API_URL", raising=False)
+    monkeypatch.delenv("FLOWYARD_RUN_ID", raising=False)
+    _backends.reset_server_integration()
+    previous = sdk.set_result_store(sdk.InMemoryResultStore())
+    yield
+    integration.uninstall()
+    sdk.set_result_store(previous)
+    _backends.reset_server_integration()
+
+
+@task(retries=1, retry_delay_seconds=0)
+def flaky(attempts: list[int]) -> int:
+    attempts.append(1)
+    if len(attempts) == 1:
+        raise RuntimeError("first try fails")
+    get_run_logger().info("worked on try %d", len(attempts))
+    return len(attempts)
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@flow
+def child(x: int) -> int:
+    return double(x)
+
+
+@flow(log_prints=True)
+def recorded(n: int = 3) -> int:
+    total = flaky([])
+    for i in range(n):
+        total += double(i)
+    total += child(10)
+    print(f"total is {total}")
+    return total
+
+
+def test_a_flow_run_its_tasks_states_and_logs_are_recorded(api: SyncClient) -> None:
+    state = recorded(n=3, return_state=True)
+    assert state.is_completed()
+    run = api.read_flow_run(state.state_details.flow_run_id)
+    assert (run.flow_name, run.state_type.value, run.parameters) == (
+        "recorded",
+        "COMPLETED",
+        {"n": 3},
+    )
+    assert [s.type.value for s in api.read_flow_run_states(run.id)] == [
+        "PENDING",
+        "RUNNING",
+        "COMPLETED",
+    ]
+    tasks = api.list_task_runs(run.id, limit=50).items
+    by_name = {t.name.rsplit("-", 1)[0]: t for t in tasks}
+    assert sorted(t.name.rsplit("-", 1)[0] for t in tasks) == [
+        "child",
+        "double",
+        "double",
+        "double",
+        "flaky",
+    ]
+    assert by_name["flaky"].run_count == 2
+    assert {t.state_type.value for t in tasks} == {"COMPLETED"}
+    flaky_states = [s.name for s in api.read_task_run_states(by_name["flaky"].id)]
+    assert "AwaitingRetry" in flaky_states or "Retrying" in flaky_states
+    messages = [line.message for line in api.read_logs(run.id, limit=200).items]
+    assert "total is 28" in messages, messages
+    assert "worked on try 2" in messages, messages
+    subflows = [
+        r for r in api.list_flow_runs(limit=50).items if r.parent_task_run_id == by_name["child"].id
+    ]
+    assert [(r.flow_name, r.state_type.value) for r in subflows] == [("child", "COMPLETED")]
+
+
+def test_a_failing_flow_is_recorded_failed_with_the_error(api: SyncClient) -> None:
+    @flow
+    def broken() -> None:
+        raise ValueError("the input file is empty")
+
+    state = broken(return_state=True)
+    assert state.is_failed()
+    run = api.read_flow_run(state.state_details.flow_run_id)
+    assert run.state_type.value == "FAILED"
+    assert "the input file is empty" in run.state_message
+
+
+def test_a_thousand_tasks_are_recorded_in_batches(api: SyncClient) -> None:
+    @flow
+    def many() -> int:
+        return sum(double(i) for i in range(1000))
+
+    state = many(return_state=True)
+    assert state.result() == 999_000
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
+    seen = sum(1 for _ in api.iter_task_runs(run_id))
+    assert seen == 1000
+
+
+def test_variables_and_secrets_go_to_the_server(api: SyncClient) -> None:
+    name = f"v{uuid.uuid4().hex[:8]}"
+    sdk.Variable.set(name, {"rows": 3})
+    assert api.read_variable(name).value == {"rows": 3}
+    assert sdk.Variable.get(name) == {"rows": 3}
+    with pytest.raises(ValueError, match="already exists"):
+        sdk.Variable.set(name, 4)
+    assert sdk.Variable.unset(name) is True
+    assert sdk.Variable.get(name, default="gone") == "gone"
+
+    sdk.Secret(value="s3cret").save(f"{name}-secret")
+    assert api.read_secret_value(f"{name}-secret").value == "s3cret"
+    loaded = sdk.Secret.load(f"{name}-secret")
+    assert isinstance(loaded, sdk.Secret)
+    assert loaded.get() == "s3cret"
+
+
+def test_deploy_from_git_and_run_deployment_use_the_server(api: SyncClient) -> None:
+    pool = f"pool-{uuid.uuid4().hex[:6]}"
+    api.create_work_pool(wp.WorkPoolCreate(name=pool, type=wp.WorkPoolType.MANAGED))
+    deployment_id = flow.from_source(
+        source="https://git.example.com/org/repo.git", entrypoint="flows/etl.py:etl_flow"
+    ).deploy(
+        name="nightly",
+        work_pool_name=pool,
+        job_variables={"pip_packages": ["six"]},
+        cron="0 3 * * *",
+        print_next_steps=False,
+    )
+    saved = api.read_deployment(deployment_id)
+    assert (saved.full_name, saved.work_pool_name) == ("etl-flow/nightly", pool)
+    assert saved.source["url"] == "https://git.example.com/org/repo.git"
+    assert saved.job_variables == {"pip_packages": ["six"]}
+    assert [s.schedule.get("cron") for s in saved.schedules] == ["0 3 * * *"]
+
+    run = sdk.run_deployment("etl-flow/nightly", parameters={"n": 2}, timeout=0)
+    assert run.deployment_id == deployment_id
+    assert run.state.type in {sdk.StateType.SCHEDULED, sdk.StateType.PENDING}
+    assert api.read_flow_run(run.id).parameters == {"n": 2}
+
+
+def test_an_unreachable_server_never_fails_the_flow(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLOWYARD_API_URL", "http://127.0.0.1:9/api")
+    monkeypatch.setenv("FLOWYARD_API_KEY", "fy_x_y")
+    _backends.reset_server_integration()
+
+    @flow
+    def offline() -> int:
+        return double(21)
+
+    assert offline() == 42
+    assert offline() == 42  # and the second run does not wait on the server either
+    err = capfd.readouterr().err
+    assert "could not record a flow run" in err
+    assert "127.0.0.1:9" in err
