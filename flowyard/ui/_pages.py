@@ -106,6 +106,9 @@ class Scope:
     session: AsyncSession
     principal: Principal
     workspace: m.Workspace
+    # Read while the transaction is open: a rolled-back transaction (a refused
+    # form) expires the row, and the page is rendered after it closes.
+    workspace_name: str
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ class Viewer:
             if principal.kind != "api_key":
                 raise InvalidSession("sign in with an API key")
             workspace = await workspaces.read_workspace(session, principal.workspace_id)
-            yield Scope(session, principal, workspace)
+            yield Scope(session, principal, workspace, workspace.name)
 
     async def form(self) -> Form:
         """The posted form, refused unless it carries this session's CSRF token."""
@@ -185,7 +188,7 @@ class Viewer:
         html = templates.get_template(template).render(
             request_path=self.request.url.path,
             csrf_token=self.csrf,
-            workspace_name=scope.workspace.name,
+            workspace_name=scope.workspace_name,
             is_admin=scope.principal.is_admin,
             notice=notice,
             active=active,
