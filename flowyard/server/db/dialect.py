@@ -22,6 +22,13 @@ def json_list_contains(dialect: str, column: Any, value: str) -> ColumnElement[b
     return exists(select(literal(1)).select_from(each).where(each.c.value == value))
 
 
+def utc_date(dialect: str, column: Any) -> ColumnElement[str]:
+    """The UTC calendar day of a datetime column, as ``YYYY-MM-DD`` text."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
+    return func.substr(column, 1, 10)  # SQLite stores UTC as 'YYYY-MM-DD HH:MM:SS...'
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas import flow_runs as s
@@ -103,6 +103,22 @@ async def list_flow_runs(
         if key is not None:
             next_cursor = _encode(key, last.id)
     return rows, next_cursor
+
+
+async def count_by_state(
+    session: AsyncSession, principal: Principal, *, created_after: datetime
+) -> dict[StateType, int]:
+    """How many of the workspace's runs created since ``created_after`` are in each state."""
+    principal.require_api_key()
+    query = (
+        select(m.FlowRun.state_type, func.count())
+        .where(
+            m.FlowRun.workspace_id == principal.workspace_id,
+            m.FlowRun.created >= created_after,
+        )
+        .group_by(m.FlowRun.state_type)
+    )
+    return {StateType(t): int(n) for t, n in (await session.execute(query)).all()}
 
 
 async def describe(session: AsyncSession, rows: Sequence[m.FlowRun]) -> list[s.FlowRun]:

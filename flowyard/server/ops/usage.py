@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, date, datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas import workspaces as s
 from flowyard.server.db import models as m
+from flowyard.server.db.dialect import dialect_of, utc_date
 from flowyard.server.ops.errors import InvalidInput
 
 
@@ -123,58 +125,69 @@ async def quota_reason(session: AsyncSession, workspace: m.Workspace, now: datet
 async def summary(
     session: AsyncSession, workspace: m.Workspace, month: str | None, by: str | None
 ) -> s.UsageSummary:
+    """A month's totals, optionally by day (UTC) or by deployment.
+
+    Closed records are summed in SQL, grouped by the bucket's key; only the
+    open ones (runs using compute now, a handful) are read row by row. A busy
+    workspace's month holds tens of thousands of records.
+    """
     now = datetime.now(UTC)
     start, end = month_bounds(month, now)
     if by not in (None, "day", "deployment"):
         raise InvalidInput("by", "expected 'day' or 'deployment'")
-    rows = list(
-        (
-            await session.execute(
-                select(m.UsageRecord).where(
-                    m.UsageRecord.workspace_id == workspace.id,
-                    m.UsageRecord.started_at >= start,
-                    m.UsageRecord.started_at < end,
-                )
-            )
-        ).scalars()
-    )
+    u = m.UsageRecord
+    in_month = (u.workspace_id == workspace.id, u.started_at >= start, u.started_at < end)
+    key: ColumnElement[Any] = null()
+    if by == "day":
+        key = utc_date(dialect_of(session), u.started_at)
+    elif by == "deployment":
+        key = u.deployment_id.expression
+    closed_query = select(
+        key,
+        func.count(),
+        func.coalesce(func.sum(u.seconds), 0.0),
+        func.coalesce(func.sum(u.billed_minutes), 0),
+    ).where(*in_month, u.ended_at.is_not(None))
+    if by is not None:
+        closed_query = closed_query.group_by(key)
+    closed = (await session.execute(closed_query)).all()
+    open_query = select(u.started_at, u.deployment_id).where(*in_month, u.ended_at.is_(None))
+    open_rows = (await session.execute(open_query)).all()
     names: dict[uuid.UUID, str] = {}
     if by == "deployment":
-        ids = {r.deployment_id for r in rows if r.deployment_id}
+        ids = {row[0] for row in closed if row[0]} | {d for _, d in open_rows if d}
         if ids:
-            for dep in (
-                await session.execute(select(m.Deployment).where(m.Deployment.id.in_(ids)))
-            ).scalars():
-                names[dep.id] = f"{dep.flow_name}/{dep.name}"
+            query = select(m.Deployment.id, m.Deployment.flow_name, m.Deployment.name)
+            for ident, flow, name in await session.execute(query.where(m.Deployment.id.in_(ids))):
+                names[ident] = f"{flow}/{name}"
     buckets: dict[str, s.UsageBucket] = {}
-    used = 0
-    open_runs = 0
-    for r in rows:
-        if r.ended_at is None:
-            open_runs += 1
-            seconds = max(0.0, (now - r.started_at).total_seconds())
+
+    def add(raw_key: Any, runs: int, seconds: float, minutes: int) -> None:
+        if by == "day":
+            name = str(raw_key)[:10]
         else:
-            seconds = r.seconds or 0.0
-        minutes = r.billed_minutes if r.billed_minutes is not None else billed_minutes(seconds)
-        used += minutes
-        if by is None:
-            continue
-        key = (
-            r.started_at.date().isoformat()
-            if by == "day"
-            else names.get(r.deployment_id, "(ad hoc)")
-            if r.deployment_id
-            else "(ad hoc)"
-        )
-        b = buckets.setdefault(key, s.UsageBucket(key=key, runs=0, seconds=0, billed_minutes=0))
-        b.runs += 1
+            name = names.get(raw_key, "(ad hoc)") if raw_key else "(ad hoc)"
+        b = buckets.setdefault(name, s.UsageBucket(key=name, runs=0, seconds=0, billed_minutes=0))
+        b.runs += runs
         b.seconds += seconds
         b.billed_minutes += minutes
+
+    used = 0
+    for row in closed:
+        used += int(row[3])
+        if by is not None:
+            add(row[0], int(row[1]), float(row[2]), int(row[3]))
+    for started_at, deployment_id in open_rows:
+        elapsed = max(0.0, (now - started_at).total_seconds())
+        used += billed_minutes(elapsed)
+        if by is not None:
+            day = started_at.date().isoformat()
+            add(day if by == "day" else deployment_id, 1, elapsed, billed_minutes(elapsed))
     limit = workspace.monthly_limit_minutes
     return s.UsageSummary(
         month=start.strftime("%Y-%m"),
         used_minutes=used,
-        open_runs=open_runs,
+        open_runs=len(open_rows),
         limit_minutes=limit,
         remaining_minutes=None if limit is None else max(0, limit - used),
         resets_on=end.date(),
