@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from flowyard.errors import ConfigurationError, FlowyardError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class ClientError(FlowyardError):
@@ -100,26 +102,34 @@ _BY_STATUS: dict[int, type[ApiError]] = {
 
 def error_from_response(response: httpx.Response, *, has_key: bool = True) -> ApiError:
     """The :class:`ApiError` subclass for an error response, with the body's detail."""
-    detail, errors = _parse_body(response)
-    if response.status_code == 401 and not has_key:
-        detail += " (no API key is configured: set FLOWYARD_API_KEY or run `flowyard login`)"
-    cls = _BY_STATUS.get(response.status_code, ApiError)
-    return cls(
+    return error_from_body(
         response.status_code,
-        detail,
-        errors,
+        response.reason_phrase,
+        response.content,
         method=response.request.method,
         url=str(response.request.url),
+        has_key=has_key,
     )
 
 
-def _parse_body(response: httpx.Response) -> tuple[str, tuple[FieldError, ...]]:
-    fallback = f"{response.status_code} {response.reason_phrase}".strip()
+def error_from_body(
+    status: int, reason: str, content: bytes, *, method: str, url: str, has_key: bool = True
+) -> ApiError:
+    """The :class:`ApiError` subclass for an error status and its body."""
+    detail, errors = _parse_body(status, reason, content)
+    if status == 401 and not has_key:
+        detail += " (no API key is configured: set FLOWYARD_API_KEY or run `flowyard login`)"
+    cls = _BY_STATUS.get(status, ApiError)
+    return cls(status, detail, errors, method=method, url=url)
+
+
+def _parse_body(status: int, reason: str, content: bytes) -> tuple[str, tuple[FieldError, ...]]:
+    fallback = f"{status} {reason}".strip()
     try:
-        body = json.loads(response.content)
+        body = json.loads(content)
     except (json.JSONDecodeError, UnicodeDecodeError):
         # Not our error shape (a proxy's HTML page, say): keep a readable excerpt.
-        text = response.text.strip().splitlines()
+        text = content.decode(errors="replace").strip().splitlines()
         return (f"{fallback}: {text[0][:200]}" if text else fallback), ()
     if not isinstance(body, dict):
         return fallback, ()

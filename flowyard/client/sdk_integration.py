@@ -26,19 +26,12 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from flowyard.client._connect import get_sync_client
 from flowyard.client._errors import ApiError, ClientError, NotFoundError
-from flowyard.client._http import RetryPolicy
-from flowyard.schemas import deployments as dep
-from flowyard.schemas import flow_runs as fr
-from flowyard.schemas import logs as lg
-from flowyard.schemas import states as st
-from flowyard.schemas import task_runs as tr
-from flowyard.schemas import variables as var
+from flowyard.client._wire import WireClient
 from flowyard.sdk import _reporting as rep
 from flowyard.sdk._deployments import (
     DeploymentRef,
@@ -56,6 +49,8 @@ from flowyard.sdk._variables import JSONValue, set_variable_backend
 
 if TYPE_CHECKING:
     from flowyard.client._sync import SyncClient
+    from flowyard.schemas import deployments as dep
+    from flowyard.schemas import flow_runs as fr
 
 __all__ = [
     "ApiDeployments",
@@ -86,21 +81,55 @@ _install_lock = threading.Lock()
 
 
 def install(api_url: str) -> None:
-    """Plug the server into the SDK's seams (idempotent)."""
+    """Plug the server into the SDK's seams (idempotent).
+
+    Recording uses the standard library's HTTP client (cheap to import: it is
+    on every managed run's start-up path); the backends for variables,
+    secrets, results and deployments build the full client on first use.
+    """
     global _installed
     with _install_lock:
         if _installed is not None:
             return
-        client = get_sync_client(required=True, retry=RetryPolicy(attempts=5, backoff=0.2))
-        reporter = ServerReporter(client)
+        reporter = ServerReporter(WireClient.from_config())
+        clients = _LazyClient()
         rep.set_reporter(reporter)
-        set_variable_backend(ApiVariables(client))
-        set_secret_backend(ApiSecrets(client))
-        set_deployment_backend(ApiDeployments(client))
+        set_variable_backend(ApiVariables(clients))
+        set_secret_backend(ApiSecrets(clients))
+        set_deployment_backend(ApiDeployments(clients))
         if os.environ.get("FLOWYARD_RUN_ID"):
-            set_result_store(ApiResultStore(client))
+            set_result_store(ApiResultStore(clients))
         _installed = reporter
+        _clients.append(clients)
         logger.debug("recording flow runs at %s", api_url)
+
+
+class _LazyClient:
+    """The full client, built when a backend first needs it."""
+
+    def __init__(self) -> None:
+        self._client: SyncClient | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> SyncClient:
+        with self._lock:
+            if self._client is None:
+                from flowyard.client._connect import get_sync_client
+                from flowyard.client._http import RetryPolicy
+
+                self._client = get_sync_client(
+                    required=True, retry=RetryPolicy(attempts=5, backoff=0.2)
+                )
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+_clients: list[_LazyClient] = []
 
 
 def uninstall() -> None:
@@ -118,6 +147,8 @@ def uninstall() -> None:
         set_deployment_backend(None)
         set_result_store(None)
         reporter.client.close()
+        while _clients:
+            _clients.pop().close()
 
 
 # -- reporting --------------------------------------------------------------------------
@@ -141,6 +172,15 @@ def jsonable(value: object, depth: int = 0) -> Any:
     return text if len(text) <= 2_000 else text[:2_000] + "..."
 
 
+def _state(state: rep.StateSnapshot) -> dict[str, Any]:
+    return {
+        "type": state.type.value,
+        "name": state.name[:50] or None,
+        "message": (state.message or "")[:20_000],
+        "timestamp": state.timestamp.isoformat(),
+    }
+
+
 class _TaskInfo:
     __slots__ = ("dynamic_key", "flow_run_id", "name", "tags", "task_key")
 
@@ -149,13 +189,13 @@ class _TaskInfo:
         self.name = event.task_run_name
         self.task_key = event.task_key
         self.dynamic_key = event.dynamic_key
-        self.tags = sorted(event.tags)
+        self.tags = [t[:100] for t in sorted(event.tags)[:50]]
 
 
 class ServerReporter:
     """Sends the engine's events to the API from one background thread, in order."""
 
-    def __init__(self, client: SyncClient, *, interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(self, client: WireClient, *, interval: float = FLUSH_INTERVAL) -> None:
         self._client = client
         self._interval = interval
         self._queue: deque[rep.Event] = deque()
@@ -181,7 +221,11 @@ class ServerReporter:
             self._emitted += 1
             if self._thread is None:
                 self._start()
-            if len(self._queue) >= BATCH_SIZE:
+            # Flow-run states go out at once (the UI and CLI show them); the
+            # rest waits for a batch or the interval.
+            if len(self._queue) >= BATCH_SIZE or (
+                event.__class__ is rep.StateChanged and event.run_kind == "flow"
+            ):
                 self._cond.notify_all()
 
     def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
@@ -203,7 +247,7 @@ class ServerReporter:
                 self._cond.wait(min(left, 0.5))
 
     @property
-    def client(self) -> SyncClient:
+    def client(self) -> WireClient:
         return self._client
 
     def close(self) -> None:
@@ -245,15 +289,15 @@ class ServerReporter:
     def _send(self, events: Sequence[rep.Event]) -> None:
         if time.monotonic() < self._offline_until:
             return
-        task_runs: list[tr.TaskRunUpsert] = []
-        logs: list[lg.LogCreate] = []
+        task_runs: list[dict[str, Any]] = []
+        logs: list[dict[str, Any]] = []
 
         def drain() -> None:
             if task_runs:
-                self._call("task runs", self._client.upsert_task_runs, list(task_runs))
+                self._call("task runs", "/task-runs/batch", {"task_runs": task_runs[:]})
                 task_runs.clear()
             if logs:
-                self._call("logs", self._client.write_logs, list(logs))
+                self._call("logs", "/logs", {"logs": logs[:]})
                 logs.clear()
 
         for event in events:
@@ -262,14 +306,14 @@ class ServerReporter:
             elif isinstance(event, rep.LogEmitted):
                 if event.flow_run_id is not None:
                     logs.append(
-                        lg.LogCreate(
-                            flow_run_id=event.flow_run_id,
-                            task_run_id=event.task_run_id,
-                            level=max(0, min(100, event.level)),
-                            name=event.logger_name[:200],
-                            message=event.message,
-                            timestamp=event.timestamp,
-                        )
+                        {
+                            "flow_run_id": str(event.flow_run_id),
+                            "task_run_id": str(event.task_run_id) if event.task_run_id else None,
+                            "level": max(0, min(100, event.level)),
+                            "name": event.logger_name[:200],
+                            "message": event.message[:1_000_000],
+                            "timestamp": event.timestamp.isoformat(),
+                        }
                     )
             elif isinstance(event, rep.StateChanged) and event.run_kind == "task":
                 upsert = self._task_upsert(event)
@@ -287,7 +331,7 @@ class ServerReporter:
         for run_id in list(self._pending_create):
             self._create(self._pending_create.pop(run_id), None)
 
-    def _task_upsert(self, event: rep.StateChanged) -> tr.TaskRunUpsert | None:
+    def _task_upsert(self, event: rep.StateChanged) -> dict[str, Any] | None:
         info = self._tasks.get(event.run_id)
         flow_run_id = event.flow_run_id or (info.flow_run_id if info else None)
         if info is None or flow_run_id is None:
@@ -295,20 +339,20 @@ class ServerReporter:
         state = event.state
         if state.type in TERMINAL:
             self._tasks.pop(event.run_id, None)
-        return tr.TaskRunUpsert(
-            id=event.run_id,
-            flow_run_id=flow_run_id,
-            name=info.name[:200] or "task",
-            task_key=info.task_key[:200],
-            dynamic_key=info.dynamic_key[:200],
-            cache_key=event.cache_key[:200] if event.cache_key else None,
-            tags=[t[:100] for t in info.tags[:50]],
-            state_type=st.StateType(state.type.value),
-            state_name=state.name[:50] or None,
-            state_message=(state.message or "")[:20_000],
-            timestamp=state.timestamp,
-            run_count=event.run_count,
-        )
+        return {
+            "id": str(event.run_id),
+            "flow_run_id": str(flow_run_id),
+            "name": info.name[:200] or "task",
+            "task_key": info.task_key[:200],
+            "dynamic_key": info.dynamic_key[:200],
+            "cache_key": event.cache_key[:200] if event.cache_key else None,
+            "tags": info.tags,
+            "state_type": state.type.value,
+            "state_name": state.name[:50] or None,
+            "state_message": (state.message or "")[:20_000],
+            "timestamp": state.timestamp.isoformat(),
+            "run_count": event.run_count,
+        }
 
     def _flow_state(self, run_id: uuid.UUID, state: rep.StateSnapshot) -> None:
         started = self._pending_create.pop(run_id, None)
@@ -317,58 +361,46 @@ class ServerReporter:
             return
         if self._flow_states.get(run_id) is state.type and state.type is StateType.PENDING:
             return  # the server moved the run to PENDING itself (a managed run)
-        result = self._call(
-            "a flow run state",
-            self._client.set_flow_run_state,
-            run_id,
-            st.StateCreate(
-                type=st.StateType(state.type.value),
-                name=state.name[:50] or None,
-                message=(state.message or "")[:20_000],
-                timestamp=state.timestamp,
-            ),
-        )
-        if result is None:
+        result = self._call("a flow run state", f"/flow-runs/{run_id}/state", _state(state))
+        if not isinstance(result, dict):
             return
-        if result.status is st.Verdict.ACCEPT:
+        if result.get("status") == "ACCEPT":
             self._flow_states[run_id] = state.type
-        elif result.state is not None:
-            self._flow_states[run_id] = StateType(result.state.type.value)
-            logger.warning(
-                "The server did not accept flow run %s's %s state: %s",
-                run_id,
-                state.type.value,
-                result.reason or result.status,
-            )
+            return
+        current = result.get("state") or {}
+        if current.get("type") in StateType.__members__:
+            self._flow_states[run_id] = StateType(current["type"])
+        logger.warning(
+            "The server did not accept flow run %s's %s state: %s",
+            run_id,
+            state.type.value,
+            result.get("reason") or result.get("status"),
+        )
 
     def _create(self, event: rep.FlowRunStarted, state: rep.StateSnapshot | None) -> None:
         first = state or rep.StateSnapshot(StateType.PENDING, "Pending", None, event.timestamp)
+        parent = event.parent_task_run_id
         run = self._call(
             "a flow run",
-            self._client.create_ad_hoc_flow_run,
-            fr.AdHocFlowRunCreate(
-                id=event.flow_run_id,
-                flow_name=event.flow_name[:200],
-                name=event.flow_run_name[:200],
-                parameters=jsonable(event.parameters),
-                tags=[t[:100] for t in sorted(event.tags)],
-                parent_task_run_id=event.parent_task_run_id,
-                state=st.StateCreate(
-                    type=st.StateType(first.type.value),
-                    name=first.name[:50] or None,
-                    message=(first.message or "")[:20_000],
-                    timestamp=first.timestamp,
-                ),
-            ),
+            "/flow-runs",
+            {
+                "id": str(event.flow_run_id),
+                "flow_name": event.flow_name[:200],
+                "name": event.flow_run_name[:200],
+                "parameters": jsonable(event.parameters),
+                "tags": [t[:100] for t in sorted(event.tags)],
+                "parent_task_run_id": str(parent) if parent else None,
+                "state": _state(first),
+            },
         )
-        if run is not None:
-            self._flow_states[event.flow_run_id] = StateType(run.state_type.value)
+        if isinstance(run, dict) and run.get("state_type") in StateType.__members__:
+            self._flow_states[event.flow_run_id] = StateType(run["state_type"])
 
-    def _call(self, what: str, method: Any, *args: Any) -> Any:
+    def _call(self, what: str, path: str, body: Any) -> Any:
         if time.monotonic() < self._offline_until:
             return None
         try:
-            return method(*args)
+            return self._client.post(path, body)
         except ApiError as exc:
             self._warn_once(f"api:{what}:{exc.status}", "could not record %s: %s", what, exc)
         except ClientError as exc:
@@ -395,8 +427,12 @@ class ServerReporter:
 class ApiVariables:
     """Variables stored on the server."""
 
-    def __init__(self, client: SyncClient) -> None:
-        self._client = client
+    def __init__(self, clients: Callable[[], SyncClient]) -> None:
+        self._clients = clients
+
+    @property
+    def _client(self) -> SyncClient:
+        return self._clients()
 
     def get(self, name: str) -> JSONValue:
         try:
@@ -413,7 +449,9 @@ class ApiVariables:
                 pass
             else:
                 raise ValueError(f"variable {name!r} already exists; pass overwrite=True")
-        self._client.set_variable(name, var.VariableSet(value=value, tags=list(tags)))
+        from flowyard.schemas.variables import VariableSet
+
+        self._client.set_variable(name, VariableSet(value=value, tags=list(tags)))
 
     def unset(self, name: str) -> bool:
         try:
@@ -426,8 +464,12 @@ class ApiVariables:
 class ApiSecrets:
     """Secrets stored (encrypted) on the server."""
 
-    def __init__(self, client: SyncClient) -> None:
-        self._client = client
+    def __init__(self, clients: Callable[[], SyncClient]) -> None:
+        self._clients = clients
+
+    @property
+    def _client(self) -> SyncClient:
+        return self._clients()
 
     def read(self, name: str) -> str:
         try:
@@ -449,8 +491,12 @@ class ApiSecrets:
 class ApiResultStore:
     """Task and flow results on the server: what caching across managed runs reads."""
 
-    def __init__(self, client: SyncClient) -> None:
-        self._client = client
+    def __init__(self, clients: Callable[[], SyncClient]) -> None:
+        self._clients = clients
+
+    @property
+    def _client(self) -> SyncClient:
+        return self._clients()
 
     def read(self, key: str) -> ResultRecord | None:
         try:
@@ -468,6 +514,8 @@ class ApiResultStore:
 
 
 def _source(spec: DeploymentSpec, client: SyncClient) -> dep.GitSourceSpec | dep.StorageSourceSpec:
+    from flowyard.schemas import deployments as dep
+
     source = spec.source
     if source is None:  # apply_spec refuses these before they get here
         raise SDKError(f"deployment {spec.full_name!r} has no source")
@@ -509,6 +557,8 @@ def _credentials_secret(spec: DeploymentSpec, client: SyncClient) -> str | None:
 
 
 def _schedules(spec: DeploymentSpec) -> list[dep.DeploymentScheduleCreate]:
+    from flowyard.schemas import deployments as dep
+
     out: list[dep.DeploymentScheduleCreate] = []
     for s in spec.schedules:
         tz = s.timezone or "UTC"
@@ -526,10 +576,16 @@ def _schedules(spec: DeploymentSpec) -> list[dep.DeploymentScheduleCreate]:
 class ApiDeployments:
     """Deployments applied to and run on the server."""
 
-    def __init__(self, client: SyncClient) -> None:
-        self._client = client
+    def __init__(self, clients: Callable[[], SyncClient]) -> None:
+        self._clients = clients
+
+    @property
+    def _client(self) -> SyncClient:
+        return self._clients()
 
     def apply(self, spec: DeploymentSpec) -> DeploymentRef:
+        from flowyard.schemas import deployments as dep
+
         if not spec.entrypoint:
             raise SDKError(f"deployment {spec.full_name!r} has no entrypoint")
         try:
@@ -560,6 +616,8 @@ class ApiDeployments:
         return DeploymentRef(saved.id, saved.flow_name, saved.name, existing is None)
 
     def run(self, request: RunDeploymentRequest) -> FlowRun:
+        from flowyard.schemas import flow_runs as fr
+
         name = request.name
         deployment = (
             self._client.read_deployment(name)

@@ -22,10 +22,10 @@ import sys
 import traceback
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flowyard.client import SyncClient
+    from flowyard.client._wire import WireClient
 
 EXIT_COMPLETED = 0
 EXIT_FAILED = 1
@@ -35,11 +35,9 @@ EXIT_UNREACHABLE = 3
 logger = logging.getLogger("flowyard.runner")
 
 
-def _fail_before_start(client: SyncClient, run_id: uuid.UUID, message: str) -> int:
-    from flowyard.schemas.states import StateCreate, StateType
-
+def _fail_before_start(client: WireClient, run_id: uuid.UUID, message: str) -> int:
     print(message, file=sys.stderr, flush=True)
-    client.set_flow_run_state(run_id, StateCreate(type=StateType.FAILED, message=message))
+    client.post(f"/flow-runs/{run_id}/state", {"type": "FAILED", "message": message[:20_000]})
     return EXIT_NOT_STARTED
 
 
@@ -48,23 +46,26 @@ def main() -> int:
     entrypoint = os.environ["FLOWYARD_ENTRYPOINT"]
     workdir = (Path.cwd() / os.environ.get("FLOWYARD_WORKING_DIRECTORY", ".")).resolve()
 
-    from flowyard.client import get_sync_client
+    # The standard library's HTTP client, not httpx and the pydantic schemas:
+    # this is every managed run's start-up path.
+    from flowyard.client._wire import WireClient
 
-    client = get_sync_client(required=True)
-    if client is None:  # required=True raises instead; this narrows the type
-        return EXIT_UNREACHABLE
+    client = WireClient.from_config()
     try:
         return _run(client, run_id, entrypoint, workdir)
     finally:
         client.close()
 
 
-def _run(client: SyncClient, run_id: uuid.UUID, entrypoint: str, workdir: Path) -> int:
-    from flowyard.client import ClientError
+def _run(client: WireClient, run_id: uuid.UUID, entrypoint: str, workdir: Path) -> int:
+    from flowyard.client._errors import ClientError
 
     try:
-        run = client.read_flow_run(run_id)
-        deployment = client.read_deployment(run.deployment_id) if run.deployment_id else None
+        run: dict[str, Any] = client.get(f"/flow-runs/{run_id}")
+        deployment_id = run.get("deployment_id")
+        deployment_name = run.get("deployment_name")
+        if deployment_id and not deployment_name:
+            deployment_name = client.get(f"/deployments/{deployment_id}")["name"]
     except ClientError as exc:
         print(f"runner: cannot reach the API: {exc}", file=sys.stderr, flush=True)
         return EXIT_UNREACHABLE
@@ -82,11 +83,11 @@ def _run(client: SyncClient, run_id: uuid.UUID, entrypoint: str, workdir: Path) 
     try:
         state = run_flow(
             flow,
-            run.parameters,
+            run.get("parameters") or {},
             flow_run_id=run_id,
-            flow_run_name=run.name,
-            deployment_id=run.deployment_id,
-            deployment_name=deployment.name if deployment else None,
+            flow_run_name=run.get("name"),
+            deployment_id=uuid.UUID(deployment_id) if deployment_id else None,
+            deployment_name=deployment_name,
         )
     except Exception as exc:  # raised before the flow body: signature/parameter mismatch
         return _fail_before_start(client, run_id, f"could not start {entrypoint}: {exc}")

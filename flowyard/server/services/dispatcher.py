@@ -21,7 +21,7 @@ import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -33,6 +33,9 @@ from flowyard.server.context import ServerContext
 from flowyard.server.db import models as m
 from flowyard.server.ops import claims, flow_runs, usage
 from flowyard.server.ops.auth import Principal
+
+if TYPE_CHECKING:
+    from flowyard.execution import sandbox as sb
 
 logger = logging.getLogger("flowyard.dispatcher")
 
@@ -216,8 +219,14 @@ class Dispatcher:
                 logger.warning("run %s: %s", run.id, reason)
 
 
-def build_pipeline(ctx: ServerContext) -> RunPipeline:
-    """The execution plane with this server's settings: local sandboxes, uv, git."""
+def build_pipeline(
+    ctx: ServerContext, sandboxes: dict[str, sb.Sandbox] | None = None
+) -> RunPipeline:
+    """The execution plane with this server's settings: local sandboxes, uv, git.
+
+    ``sandboxes`` receives the sandboxes as they are built, so that the caller
+    can close them (unmounting their spare disk images) when it stops.
+    """
     from flowyard.execution import sandbox as sb
     from flowyard.execution.environments import EnvironmentBuilder, IndexSettings, RuntimeRegistry
     from flowyard.execution.pipeline import ExecutionConfig
@@ -225,7 +234,8 @@ def build_pipeline(ctx: ServerContext) -> RunPipeline:
 
     settings = ctx.settings
     cache = settings.home / "cache"
-    sandboxes: dict[str, sb.Sandbox] = {}
+    if sandboxes is None:
+        sandboxes = {}
 
     def sandbox_for(isolation: str) -> sb.Sandbox:
         # Built on first use: strict isolation raises IsolationUnavailable here, with
@@ -256,8 +266,15 @@ def build_pipeline(ctx: ServerContext) -> RunPipeline:
 
 async def dispatcher_service(ctx: ServerContext) -> None:
     """The service ``flowyard server start`` runs (unless --no-dispatcher)."""
-    dispatcher = Dispatcher(ctx, build_pipeline(ctx), max_runs=host_capacity(ctx))
+    sandboxes: dict[str, sb.Sandbox] = {}
+    dispatcher = Dispatcher(ctx, build_pipeline(ctx, sandboxes), max_runs=host_capacity(ctx))
     logger.info(
         "managed dispatcher %s on (capacity %d runs)", dispatcher.id, dispatcher.capacity.max_runs
     )
-    await dispatcher.serve()
+    try:
+        await dispatcher.serve()
+    finally:
+        for sandbox in sandboxes.values():
+            close = getattr(sandbox, "close", None)
+            if close is not None:
+                await asyncio.to_thread(close)
