@@ -192,7 +192,7 @@ class RunPipeline:
                 if clone is not None and clone.credentials is not None:
                     secret_name = clone.credentials.name
                 if secret_name and token is None:
-                    token = await self.recorder.secret(job.workspace_id, str(secret_name))
+                    token = await self._secret(job, str(secret_name))
                 source: sources.Source = sources.GitSource(
                     url,
                     cache_dir=cache,
@@ -201,10 +201,15 @@ class RunPipeline:
                     allow_local=self.config.allow_local_sources,
                 )
             elif spec.get("kind") == "storage":
+                options = dict(spec.get("options") or {})
+                if spec.get("credentials_secret"):
+                    options.update(
+                        await self._storage_credentials(job, str(spec["credentials_secret"]))
+                    )
                 source = sources.StorageSource(
                     str(spec["url"]),
                     cache_dir=cache,
-                    storage_options=dict(spec.get("options") or {}),
+                    storage_options=options,
                     allow_local=self.config.allow_local_sources,
                 )
             elif spec.get("kind") == "local":
@@ -217,6 +222,31 @@ class RunPipeline:
             return await source.fetch(dest)
         except sources.SourceError as exc:
             raise UserInputError(f"source: {exc}") from None
+
+    async def _secret(self, job: RunJob, name: str) -> str:
+        try:
+            return await self.recorder.secret(job.workspace_id, name)
+        except LookupError:
+            raise UserInputError(
+                f"source: secret {name!r} does not exist in this workspace; "
+                f"create it with `flowyard secret set {name}`"
+            ) from None
+
+    async def _storage_credentials(self, job: RunJob, name: str) -> dict[str, Any]:
+        """A storage source's secret: a JSON object of fsspec options (key, secret, ...)."""
+        import json
+
+        value = await self._secret(job, name)
+        try:
+            options = json.loads(value)
+        except ValueError:
+            options = None
+        if not isinstance(options, dict):
+            raise UserInputError(
+                f"source: secret {name!r} must hold a JSON object of storage options, "
+                'e.g. {"key": "...", "secret": "..."} for S3'
+            )
+        return options
 
     # -- running -------------------------------------------------------------------------
 

@@ -67,8 +67,11 @@ class DbRecorder:
 
     async def secret(self, workspace_id: uuid.UUID, name: str) -> str:
         principal = Principal(workspace_id=workspace_id, kind="api_key", is_admin=True)
-        async with self.ctx.db.session() as session:
-            return await secrets.read_secret_value(session, principal, self.ctx.keys, name)
+        try:
+            async with self.ctx.db.session() as session:
+                return await secrets.read_secret_value(session, principal, self.ctx.keys, name)
+        except NotFound:
+            raise LookupError(name) from None
 
     async def run_token(self, run_id: uuid.UUID) -> str:
         return issue_run_token(self.ctx.keys, run_id)

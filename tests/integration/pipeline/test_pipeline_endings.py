@@ -163,6 +163,26 @@ async def test_a_cancel_request_stops_the_sandbox_and_ends_cancelled(
             "run_shell_script",
         ),
         ({"source": {"kind": "git", "url": "ext::sh -c id"}}, "source:"),
+        (
+            {
+                "source": {
+                    "kind": "git",
+                    "url": "https://git.example.invalid/org/private.git",
+                    "credentials_secret": "github-token",
+                }
+            },
+            "secret 'github-token' does not exist in this workspace",
+        ),
+        (
+            {
+                "source": {
+                    "kind": "storage",
+                    "url": "s3://bucket/flows",
+                    "credentials_secret": "not-json",
+                }
+            },
+            "must hold a JSON object of storage options",
+        ),
     ],
 )
 async def test_bad_input_fails_the_run_with_a_clear_message_before_any_sandbox(
@@ -173,10 +193,12 @@ async def test_bad_input_fails_the_run_with_a_clear_message_before_any_sandbox(
     words: str,
 ) -> None:
     sandbox, recorder = FakeSandbox(tmp_path / "sb"), FakeRecorder()
+    recorder.secrets["not-json"] = "hunter2"
     job = _job(project, **overrides)
     await _pipeline(tmp_path, builder, sandbox, recorder).execute(job)
     final = recorder.final(job.run_id)
     assert final.type is StateType.FAILED
+    assert "hunter2" not in final.message
     assert words in final.message
     assert sandbox.started == []
     assert recorder.reports[-1][2] is True  # compute closed even when nothing started
