@@ -35,7 +35,9 @@ from flowyard.sdk import (
     wait,
 )
 
-_LAZY = frozenset({"GitRepository", "Secret", "Variable", "deploy", "run_deployment", "serve"})
+_LAZY = frozenset(
+    {"GitRepository", "RemoteStorage", "Secret", "Variable", "deploy", "run_deployment", "serve"}
+)
 
 
 def __getattr__(name: str) -> object:
@@ -48,7 +50,15 @@ def __getattr__(name: str) -> object:
 
 
 if TYPE_CHECKING:
-    from flowyard.sdk import GitRepository, Secret, Variable, deploy, run_deployment, serve
+    from flowyard.sdk import (
+        GitRepository,
+        RemoteStorage,
+        Secret,
+        Variable,
+        deploy,
+        run_deployment,
+        serve,
+    )
 
 __all__ = [
     "Cancelled",
@@ -60,6 +70,7 @@ __all__ = [
     "GitRepository",
     "Pending",
     "PrefectFuture",
+    "RemoteStorage",
     "Running",
     "Scheduled",
     "Secret",

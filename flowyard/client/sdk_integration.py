@@ -519,40 +519,54 @@ def _source(spec: DeploymentSpec, client: SyncClient) -> dep.GitSourceSpec | dep
     source = spec.source
     if source is None:  # apply_spec refuses these before they get here
         raise SDKError(f"deployment {spec.full_name!r} has no source")
-    secret_name = _credentials_secret(spec, client)
     if source.kind == "git":
         return dep.GitSourceSpec(
             url=source.url,
             branch=source.branch,
             commit=source.commit,
-            credentials_secret=secret_name,
+            credentials_secret=_git_token_secret(spec, client),
         )
     if source.kind == "storage":
-        return dep.StorageSourceSpec(url=source.url, credentials_secret=secret_name)
+        return dep.StorageSourceSpec(
+            url=source.url,
+            credentials_secret=_storage_secret(spec, client),
+            options=jsonable(source.options),
+        )
     raise SDKError(
         f"deployment {spec.full_name!r}: a local directory ({source.url}) cannot be fetched by "
         "the server; push it to git or object storage and use Flow.from_source(<that URL>, ...)"
     )
 
 
-def _credentials_secret(spec: DeploymentSpec, client: SyncClient) -> str | None:
-    """The name of the secret holding the source's token, storing a plain one first."""
+def _reveal(value: object) -> str:
+    return value.get() if isinstance(value, Secret) else str(value)
+
+
+def _git_token_secret(spec: DeploymentSpec, client: SyncClient) -> str | None:
+    """The name of the secret holding the repository's token, storing a plain one first."""
     credentials = spec.source.credentials if spec.source else None
     if not credentials:
         return None
-    token = None
-    for key in ("access_token", "token", "password", "secret"):
-        if key in credentials:
-            token = credentials[key]
-            break
-    if token is None:
-        token = next(iter(credentials.values()))
-    if isinstance(token, Secret):
-        if token.name:
-            return token.name
-        token = token.get()
+    token = next(
+        (credentials[k] for k in ("access_token", "token", "password") if k in credentials),
+        next(iter(credentials.values())),
+    )
+    if isinstance(token, Secret) and token.name:
+        return token.name  # already on the server: the run reads it there
     name = f"source-token-{spec.flow_name}-{spec.name}"[:255]
-    client.set_secret(name, str(token))
+    client.set_secret(name, _reveal(token))
+    return name
+
+
+def _storage_secret(spec: DeploymentSpec, client: SyncClient) -> str | None:
+    """Storage credentials, kept as one JSON secret of fsspec options."""
+    import json
+
+    credentials = spec.source.credentials if spec.source else None
+    if not credentials:
+        return None
+    name = f"source-credentials-{spec.flow_name}-{spec.name}"[:255]
+    client.set_secret(name, json.dumps({k: _reveal(v) for k, v in credentials.items()}))
     return name
 
 

@@ -107,6 +107,7 @@ _LAZY = {
     "DeploymentSpec": "flowyard.sdk._deployments",
     "Entrypoint": "flowyard.sdk._entrypoints",
     "GitRepository": "flowyard.sdk._sources",
+    "RemoteStorage": "flowyard.sdk._sources",
     "InMemorySecrets": "flowyard.sdk._secrets",
     "InMemoryVariables": "flowyard.sdk._variables",
     "RecordingDeploymentBackend": "flowyard.sdk._deployments",
@@ -159,7 +160,7 @@ if TYPE_CHECKING:
     from flowyard.sdk._entrypoints import Entrypoint, load_flow_from_entrypoint, parse_entrypoint
     from flowyard.sdk._schema import parameter_schema
     from flowyard.sdk._secrets import InMemorySecrets, Secret, SecretBackend, set_secret_backend
-    from flowyard.sdk._sources import GitRepository, SourcedFlow, SourceSpec
+    from flowyard.sdk._sources import GitRepository, RemoteStorage, SourcedFlow, SourceSpec
     from flowyard.sdk._variables import (
         InMemoryVariables,
         Variable,
@@ -219,6 +220,7 @@ __all__ = [
     "PrefectFuture",
     "RecordingDeploymentBackend",
     "RecordingReporter",
+    "RemoteStorage",
     "Reporter",
     "ResultRecord",
     "ResultStore",

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from flowyard.sdk._deployments import DeploymentSpec, ScheduleSpec
     from flowyard.sdk._runs import FlowRun
-    from flowyard.sdk._sources import GitRepository, SourcedFlow
+    from flowyard.sdk._sources import GitRepository, RemoteStorage, SourcedFlow
     from flowyard.sdk._states import State
 
 __all__ = ["Flow", "FlowOptions", "flow"]
@@ -228,12 +228,12 @@ class Flow(Generic[P, R]):
 
     @classmethod
     def from_source(
-        cls, source: str | Path | GitRepository, entrypoint: str
+        cls, source: str | Path | GitRepository | RemoteStorage, entrypoint: str
     ) -> Flow[..., Any] | SourcedFlow:
         """A deployable flow whose code lives at ``source``.
 
         A local directory is loaded at once (the result is a normal, callable
-        flow). A git URL, a ``GitRepository`` or a storage URL (``s3://``,
+        flow). A git URL, a ``GitRepository``, a ``RemoteStorage`` or a storage URL (``s3://``,
         ``gs://``, ``az://``) gives a ``SourcedFlow``: the server fetches the
         code when it deploys and runs it.
         """

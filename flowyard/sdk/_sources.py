@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from flowyard.sdk._entrypoints import load_flow_from_entrypoint, parse_entrypoint
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from flowyard.sdk._deployments import DeploymentSpec, ScheduleSpec
     from flowyard.sdk._flows import Flow
 
-__all__ = ["GitRepository", "SourceSpec", "SourcedFlow", "flow_from_source"]
+__all__ = ["GitRepository", "RemoteStorage", "SourceSpec", "SourcedFlow", "flow_from_source"]
 
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "abfss")
 _GIT_SCHEMES = ("https", "http", "ssh", "git")
@@ -110,6 +110,8 @@ class SourceSpec:
     commit: str | None = None
     credentials: Credentials | None = field(default=None, repr=False)
     include_submodules: bool = False
+    # fsspec options of a storage source that are not credentials (endpoint, region...).
+    options: Mapping[str, object] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         extra = "".join(
@@ -118,8 +120,70 @@ class SourceSpec:
         return f"SourceSpec(kind={self.kind!r}, url={_mask_url(self.url)!r}{extra})"
 
 
-def source_spec(source: str | Path | GitRepository) -> SourceSpec:
+# Storage settings that are credentials: stored encrypted as a secret, never in the deployment.
+CREDENTIAL_SETTINGS = frozenset(
+    {
+        "key",
+        "secret",
+        "token",
+        "password",
+        "account_key",
+        "sas_token",
+        "connection_string",
+        "client_secret",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+    }
+)
+
+
+@dataclass(frozen=True)
+class RemoteStorage:
+    """An object-storage prefix to deploy from, with fsspec settings (Prefect's spelling).
+
+    ``RemoteStorage("s3://bucket/flows", key=Secret.load("aws-key"),
+    secret=Secret.load("aws-secret"), client_kwargs={"endpoint_url": ...})``:
+    credential settings (``key``, ``secret``, ``token``, ``account_key``...)
+    are kept in a server secret, never in the deployment; the others are
+    passed to fsspec as they are. Without credentials the server uses its
+    own (its environment, instance role or configuration files).
+    """
+
+    url: str
+    settings: Mapping[str, object] = field(default_factory=dict)
+
+    def __init__(self, url: str, **settings: object) -> None:
+        object.__setattr__(self, "url", url)
+        object.__setattr__(self, "settings", dict(settings))
+        scheme = urlsplit(url).scheme
+        if scheme not in STORAGE_SCHEMES or not urlsplit(url).netloc:
+            raise ValueError(
+                f"RemoteStorage url {url!r} must be a bucket URL: "
+                f"{', '.join(s + '://bucket/path' for s in STORAGE_SCHEMES)}"
+            )
+        for key, value in self.settings.items():
+            if key in CREDENTIAL_SETTINGS and not isinstance(value, str | Secret):
+                raise TypeError(f"storage setting {key!r} must be a string or a Secret")
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{k}={'<hidden>' if k in CREDENTIAL_SETTINGS else repr(v)}"
+            for k, v in self.settings.items()
+        )
+        return f"RemoteStorage({self.url!r}{', ' + shown if shown else ''})"
+
+
+def source_spec(source: str | Path | GitRepository | RemoteStorage) -> SourceSpec:
     """Classify and check a source given to ``Flow.from_source``."""
+    if isinstance(source, RemoteStorage):
+        credentials = {k: v for k, v in source.settings.items() if k in CREDENTIAL_SETTINGS}
+        return SourceSpec(
+            kind="storage",
+            url=source.url,
+            credentials=cast("Credentials", credentials) or None,
+            options={k: v for k, v in source.settings.items() if k not in CREDENTIAL_SETTINGS},
+        )
     if isinstance(source, GitRepository):
         return SourceSpec(
             kind="git",
@@ -235,7 +299,7 @@ class SourcedFlow:
 
 
 def flow_from_source(
-    source: str | Path | GitRepository, entrypoint: str
+    source: str | Path | GitRepository | RemoteStorage, entrypoint: str
 ) -> Flow[..., Any] | SourcedFlow:
     """``Flow.from_source``: load a local flow now, or describe a remote one."""
     spec = source_spec(source)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flowyard import GitRepository, flow, run_deployment
+from flowyard import GitRepository, RemoteStorage, flow, run_deployment
 from flowyard.sdk import (
     EntrypointError,
     Flow,
@@ -122,6 +122,29 @@ def test_from_source_accepts_git_repositories_and_storage_urls(
         Flow.from_source("ftp://host/flows", "etl.py:main")
     with pytest.raises(EntrypointError):
         Flow.from_source("https://github.com/acme/flows", "../etl.py:main")
+
+
+def test_remote_storage_keeps_credentials_apart_from_fsspec_options(
+    backend: RecordingDeploymentBackend,
+) -> None:
+    storage = RemoteStorage(
+        "s3://bucket/flows",
+        key="AKIA-example",
+        secret=Secret("s3cret-value"),
+        client_kwargs={"endpoint_url": "http://minio:9000"},
+    )
+    assert "s3cret" not in repr(storage)
+    assert "AKIA" not in repr(storage)
+    sourced = Flow.from_source(storage, "etl.py:main")
+    assert isinstance(sourced, SourcedFlow)
+    assert sourced.source.kind == "storage"
+    assert dict(sourced.source.options) == {"client_kwargs": {"endpoint_url": "http://minio:9000"}}
+    assert set(sourced.source.credentials or {}) == {"key", "secret"}
+    assert "s3cret" not in repr(sourced.source)
+    with pytest.raises(ValueError, match="must be a bucket URL"):
+        RemoteStorage("https://example.com/flows")
+    with pytest.raises(TypeError, match="'key' must be a string or a Secret"):
+        RemoteStorage("gs://bucket/flows", key=42)
 
 
 def test_deploy_with_an_image_sets_the_runtime_job_variable(
