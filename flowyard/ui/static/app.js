@@ -2,6 +2,8 @@
 // - Live logs stick to the bottom while the reader is at the bottom.
 // - The page keeps at most MAX_LINES live lines (older ones are dropped, with a note).
 // - A reconnecting log stream resumes after the last line received, not from the start.
+// - A state change announced by the log stream refreshes the run's status at once
+//   (instead of at the next poll); the first announcement is the state already shown.
 // - A newly created API key is selected on focus, ready to copy.
 (function () {
   "use strict";
@@ -22,9 +24,17 @@
 
   document.addEventListener("htmx:sseMessage", function (evt) {
     var target = evt.target;
+    var data = evt.detail || {};
+    if (data.type === "state") {
+      var stream = target.closest("[sse-connect]");
+      if (stream && stream.dataset.stateSeen) {
+        document.body.dispatchEvent(new CustomEvent("run-state-changed"));
+      } else if (stream) {
+        stream.dataset.stateSeen = "1";
+      }
+    }
     var box = scroller(target);
     if (!box) { return; }
-    var data = evt.detail || {};
     var id = data.lastEventId;
     var live = target.closest("[sse-connect]");
     if (id && live) {
