@@ -72,6 +72,9 @@ BATCH_SIZE = 2_000
 FLUSH_TIMEOUT = 30.0
 # How long to stop sending after the API could not be reached at all.
 OFFLINE_SECONDS = 30.0
+# Inside a managed run, how long to hold events and keep trying when the API is
+# unreachable (a server restart) before giving up on them.
+DURABLE_SECONDS = 600.0
 TERMINAL = frozenset(
     {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
 )
@@ -91,7 +94,11 @@ def install(api_url: str) -> None:
     with _install_lock:
         if _installed is not None:
             return
-        reporter = ServerReporter(WireClient.from_config())
+        # Inside a managed run nothing may be dropped: hold events through a
+        # server restart. A script run by hand stops recording instead of
+        # making the user wait on a server that is down.
+        managed = bool(os.environ.get("FLOWYARD_RUN_ID"))
+        reporter = ServerReporter(WireClient.from_config(), durable=managed)
         clients = _LazyClient()
         rep.set_reporter(reporter)
         set_variable_backend(ApiVariables(clients))
@@ -195,8 +202,11 @@ class _TaskInfo:
 class ServerReporter:
     """Sends the engine's events to the API from one background thread, in order."""
 
-    def __init__(self, client: WireClient, *, interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(
+        self, client: WireClient, *, interval: float = FLUSH_INTERVAL, durable: bool = False
+    ) -> None:
         self._client = client
+        self._durable = durable
         self._interval = interval
         self._queue: deque[rep.Event] = deque()
         self._cond = threading.Condition()
@@ -228,8 +238,10 @@ class ServerReporter:
             ):
                 self._cond.notify_all()
 
-    def flush(self, timeout: float = FLUSH_TIMEOUT) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         """Return once everything emitted so far is sent (or ``timeout`` passed)."""
+        if timeout is None:
+            timeout = DURABLE_SECONDS if self._durable else FLUSH_TIMEOUT
         deadline = time.monotonic() + timeout
         with self._cond:
             target = self._emitted
@@ -399,20 +411,31 @@ class ServerReporter:
     def _call(self, what: str, path: str, body: Any) -> Any:
         if time.monotonic() < self._offline_until:
             return None
-        try:
-            return self._client.post(path, body)
-        except ApiError as exc:
-            self._warn_once(f"api:{what}:{exc.status}", "could not record %s: %s", what, exc)
-        except ClientError as exc:
-            self._offline_until = time.monotonic() + OFFLINE_SECONDS
-            self._warn_once(
-                "unreachable",
-                "could not record %s: %s; not recording for the next %.0f s",
-                what,
-                exc,
-                OFFLINE_SECONDS,
-            )
-        return None
+        give_up = time.monotonic() + DURABLE_SECONDS
+        while True:
+            try:
+                return self._client.post(path, body)
+            except ApiError as exc:
+                self._warn_once(f"api:{what}:{exc.status}", "could not record %s: %s", what, exc)
+                return None
+            except ClientError as exc:
+                if self._durable and time.monotonic() < give_up:
+                    self._warn_once(
+                        "holding",
+                        "the API is unreachable (%s); holding events until it answers",
+                        exc,
+                    )
+                    time.sleep(1.0)
+                    continue
+                self._offline_until = time.monotonic() + OFFLINE_SECONDS
+                self._warn_once(
+                    "unreachable",
+                    "could not record %s: %s; not recording for the next %.0f s",
+                    what,
+                    exc,
+                    OFFLINE_SECONDS,
+                )
+                return None
 
     def _warn_once(self, key: str, message: str, *args: object) -> None:
         if key in self._warned:
