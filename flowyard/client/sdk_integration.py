@@ -593,6 +593,87 @@ def _storage_secret(spec: DeploymentSpec, client: SyncClient) -> str | None:
     return name
 
 
+def _with_source_description(spec: DeploymentSpec) -> DeploymentSpec:
+    """Fill a remote flow's real name, description and parameter schema from its source.
+
+    Like Prefect, the deployer fetches the code once (git or object storage,
+    with the deployment's credentials) and reads the flow's signature, so that
+    runs can be checked and forms drawn before any run. The module is parsed,
+    not imported. If the code cannot be fetched from here, the deployment is
+    sent without a schema and a warning says so.
+    """
+    import dataclasses
+
+    from flowyard.sdk._schema import describe_flow_source
+
+    source = spec.source
+    if source is None or source.kind == "local" or spec.parameter_schema or not spec.entrypoint:
+        return spec
+    path, _, function = spec.entrypoint.rpartition(":")
+    try:
+        text = _fetch_source_file(source, path)
+    except Exception as exc:
+        logger.warning(
+            "Could not read %s from %s here (%s); deploying %s without a parameter schema",
+            path,
+            source.url,
+            exc,
+            spec.full_name,
+        )
+        return spec
+    described = describe_flow_source(text, function.rpartition(".")[2])
+    if described is None:
+        raise SDKError(
+            f"entrypoint {spec.entrypoint!r}: {path} in {source.url} has no top-level "
+            f"function {function!r}"
+        )
+    return dataclasses.replace(
+        spec,
+        flow_name=described.flow_name or spec.flow_name,
+        parameter_schema=described.parameter_schema,
+        description=spec.description or described.description,
+    )
+
+
+def _fetch_source_file(source: Any, path: str) -> str:
+    """One file of a git or storage source, fetched into a temporary directory."""
+    import asyncio
+    import concurrent.futures
+    import tempfile
+    from pathlib import Path
+
+    from flowyard.execution import sources
+
+    with tempfile.TemporaryDirectory(prefix="flowyard-deploy-") as tmp:
+        root = Path(tmp)
+        credentials = {k: _reveal(v) for k, v in (source.credentials or {}).items()}
+        fetcher: sources.Source
+        if source.kind == "git":
+            token = next(
+                (credentials[k] for k in ("access_token", "token", "password") if k in credentials),
+                next(iter(credentials.values()), None),
+            )
+            fetcher = sources.GitSource(
+                source.url,
+                cache_dir=root / "cache",
+                ref=source.commit or source.branch,
+                token=token,
+                allow_local=True,
+                timeout_seconds=120,
+            )
+        else:
+            fetcher = sources.StorageSource(
+                source.url,
+                cache_dir=root / "cache",
+                storage_options={**dict(source.options), **credentials},
+                allow_local=True,
+            )
+        # A thread of its own: deploy() may be called from code with a running loop.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            fetched = pool.submit(asyncio.run, fetcher.fetch(root / "checkout")).result()
+        return (fetched.path / path).read_text(encoding="utf-8")
+
+
 def _schedules(spec: DeploymentSpec) -> list[dep.DeploymentScheduleCreate]:
     from flowyard.schemas import deployments as dep
 
@@ -623,6 +704,7 @@ class ApiDeployments:
     def apply(self, spec: DeploymentSpec) -> DeploymentRef:
         from flowyard.schemas import deployments as dep
 
+        spec = _with_source_description(spec)
         if not spec.entrypoint:
             raise SDKError(f"deployment {spec.full_name!r} has no entrypoint")
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flowyard.sdk._parameters import parameter_annotation, resolved_hints
@@ -152,3 +153,100 @@ def parameter_schema(fn: Callable[..., object]) -> dict[str, Any]:
         "required": schema.get("required", []),
         "definitions": definitions,
     }
+
+
+# Names an annotation may use when a flow's module is read rather than imported.
+_SAFE_PRELUDE = (
+    "from typing import *\n"
+    "import datetime, decimal, enum, pathlib, typing, uuid\n"
+    "from datetime import date, time, timedelta\n"
+    "from decimal import Decimal\n"
+    "from pathlib import Path\n"
+    "from uuid import UUID\n"
+)
+
+
+@dataclass(frozen=True)
+class SourceDescription:
+    """What a flow's source file says about it without running the module."""
+
+    flow_name: str | None
+    description: str | None
+    parameter_schema: dict[str, Any]
+
+
+def describe_flow_source(text: str, function: str) -> SourceDescription | None:
+    """Read the flow's name, docstring and parameter schema from its module's source.
+
+    The module is parsed, never executed (its imports may not be installed
+    here): the function's signature is rebuilt with the annotations that use
+    only builtins, ``typing``, ``datetime``, ``decimal``, ``pathlib`` and
+    ``uuid``, and the defaults that are literals; other annotations become
+    "any value" and other defaults ``None``. Returns None when the module has
+    no such top-level function.
+    """
+    import ast
+
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None
+    found = next(
+        (
+            node
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function
+        ),
+        None,
+    )
+    if found is None:
+        return None
+    flow_name = None
+    for decorator in found.decorator_list:
+        if isinstance(decorator, ast.Call):
+            for keyword in decorator.keywords:
+                if keyword.arg == "name" and isinstance(keyword.value, ast.Constant):
+                    flow_name = str(keyword.value.value)
+    namespace: dict[str, Any] = {}
+    exec(compile(_SAFE_PRELUDE, "<flow-prelude>", "exec"), namespace)
+
+    def safe_annotation(node: ast.expr | None) -> ast.expr | None:
+        if node is None:
+            return None
+        try:
+            eval(compile(ast.Expression(node), "<annotation>", "eval"), dict(namespace))
+        except Exception:
+            return None
+        return node
+
+    def safe_default(node: ast.expr) -> ast.expr:
+        try:
+            ast.literal_eval(node)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return ast.Constant(None)
+        return node
+
+    args = found.args
+    for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs]:
+        arg.annotation = safe_annotation(arg.annotation)
+    for extra in (args.vararg, args.kwarg):
+        if extra is not None:
+            extra.annotation = safe_annotation(extra.annotation)
+    args.defaults = [safe_default(d) for d in args.defaults]
+    args.kw_defaults = [None if d is None else safe_default(d) for d in args.kw_defaults]
+    docstring = ast.get_docstring(found)
+    body: list[ast.stmt] = [ast.Expr(ast.Constant(docstring))] if docstring else []
+    stub = ast.FunctionDef(
+        name=function,
+        args=args,
+        body=[*body, ast.Pass()],
+        decorator_list=[],
+        returns=None,
+    )
+    module = ast.fix_missing_locations(ast.Module(body=[stub], type_ignores=[]))
+    exec(compile(module, "<flow-signature>", "exec"), namespace)
+    return SourceDescription(
+        flow_name=flow_name,
+        description=docstring.strip().split("\n\n")[0] if docstring else None,
+        parameter_schema=parameter_schema(namespace[function]),
+    )

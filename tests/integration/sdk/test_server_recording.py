@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from flowyard import flow, get_run_logger, sdk, task
-from flowyard.client import SyncClient, get_sync_client
+from flowyard.client import SyncClient, ValidationError, get_sync_client
 from flowyard.client import sdk_integration as integration
 from flowyard.schemas import work_pools as wp
 from flowyard.sdk import _backends
+from tests.acceptance.git_server import GitRemote, serve_directory
 from tests.acceptance.server_process import ServerProcess, running_server
 
 
@@ -197,3 +198,37 @@ def test_an_unreachable_server_never_fails_the_flow(
     err = capfd.readouterr().err
     assert "could not record a flow run" in err
     assert "127.0.0.1:9" in err
+
+
+def test_deploy_reads_the_flows_name_and_schema_from_its_git_source(
+    api: SyncClient, tmp_path: Path
+) -> None:
+    (tmp_path / "git").mkdir()
+    remote = GitRemote(tmp_path / "git", "flows")
+    remote.commit(
+        {
+            "flows/etl.py": (
+                "import pandas  # not installed here: the module is read, not imported\n"
+                "from flowyard import flow\n\n"
+                "@flow(name='nightly-etl', log_prints=True)\n"
+                "def etl_flow(rows: int = 10, table: str = 'events', when: pandas.Timestamp = None):\n"
+                '    """Load the day\'s events."""\n'
+                "    return rows\n"
+            )
+        }
+    )
+    pool = f"pool-{uuid.uuid4().hex[:6]}"
+    api.create_work_pool(wp.WorkPoolCreate(name=pool, type=wp.WorkPoolType.MANAGED))
+    with serve_directory(tmp_path / "git") as base:
+        deployment_id = flow.from_source(f"{base}/flows.git", "flows/etl.py:etl_flow").deploy(
+            name="daily", work_pool_name=pool, print_next_steps=False
+        )
+    saved = api.read_deployment(deployment_id)
+    assert saved.full_name == "nightly-etl/daily"
+    assert saved.description == "Load the day's events."
+    properties = saved.parameter_schema["properties"]
+    assert properties["rows"] == {"default": 10, "position": 0, "title": "rows", "type": "integer"}
+    assert properties["table"]["type"] == "string"
+    assert "type" not in properties["when"]  # an annotation it cannot read accepts any value
+    with pytest.raises(ValidationError, match="rows"):
+        sdk.run_deployment("nightly-etl/daily", parameters={"rows": "many"}, timeout=0)
