@@ -291,3 +291,23 @@ def test_the_managed_execution_story_deploys_from_git_with_flow_from_source(
     spec = backend.applied[0]
     assert spec.full_name == "my-flow/test-managed-flow"
     assert spec.job_variables == {"pip_packages": ["pandas"]}
+
+
+def test_a_flow_source_is_described_without_running_it() -> None:
+    from flowyard.sdk._schema import describe_flow_source
+
+    source = (
+        "raise SystemExit('the module must not run')\n"
+        "@flow\n"
+        "async def load(day: 'datetime.date', retries: int = 2, since=make_default()):\n"
+        "    pass\n"
+    )
+    described = describe_flow_source(source, "load")
+    assert described is not None
+    assert described.flow_name is None  # the decorator names none: the function's name applies
+    properties = described.parameter_schema["properties"]
+    assert properties["retries"]["default"] == 2
+    assert properties["since"]["default"] is None  # a default that is not a literal
+    assert described.parameter_schema["required"] == ["day"]
+    assert describe_flow_source(source, "missing") is None
+    assert describe_flow_source("def broken(:\n", "broken") is None
