@@ -29,6 +29,7 @@ import pytest
 from flowyard.server.db import create_database
 from flowyard.server.ops import claims
 from tests.acceptance.server_process import ServerProcess, running_server
+from tests.browser import accessibility
 from tests.conftest import missing_feature, run_blocking
 
 if TYPE_CHECKING:
@@ -97,16 +98,18 @@ class Site:
 
 @dataclass
 class Shots:
-    """Full-page screenshots, numbered in the order they were taken."""
+    """Full-page screenshots, numbered in the order they were taken, each page audited."""
 
     directory: Path
     taken: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # accessibility, from every page taken
 
     def take(self, page: Page, name: str) -> Path:
         path = self.directory / f"{len(self.taken) + 1:02d}-{name}.png"
         page.evaluate("window.scrollTo(0, 0)")  # the sticky sidebar is drawn where it scrolled
         page.screenshot(path=str(path), full_page=True)
         self.taken.append(path)
+        self.problems += [f"{name} ({page.url}): {p}" for p in accessibility.audit(page)]
         return path
 
 
@@ -165,8 +168,11 @@ def shots() -> Shots:
 
 def sign_in(page: Page, key: str) -> None:
     """Sign in with the keyboard only: the key field has focus, Enter submits."""
+    from playwright.sync_api import expect
+
     if "/sign-in" not in page.url:
         page.goto("/sign-in")
+    expect(page.get_by_label("API key")).to_be_focused()
     page.keyboard.type(key)
     page.keyboard.press("Enter")
     page.wait_for_url(lambda url: "/sign-in" not in url)

@@ -203,6 +203,7 @@ def test_sign_in_create_a_pool_run_from_the_form_watch_logs_cancel_and_see_usage
     assert "ghp_do-not-show-me" not in page.content()
     assert new_key not in page.content()  # shown once, then gone
     shots.take(page, "settings")
+    assert shots.problems == [], "\n".join(shots.problems)
     page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(re.compile(r"/sign-in$"))
     page.goto("/settings")
