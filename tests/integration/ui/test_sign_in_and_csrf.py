@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,11 +15,22 @@ from flowyard.ui import _sessions as sessions
 from flowyard.ui import views
 from tests.integration.ui.conftest import BrowserFactory, csrf_of, post_form, sign_in
 
+
+@pytest.fixture
+def database_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """SQLite only: sessions, CSRF and redirects never reach dialect-specific SQL."""
+    target = tmp_path / "test.db"
+    shutil.copyfile(sqlite_template, target)
+    return f"sqlite+aiosqlite:///{target}"
+
+
 PAGES = [
     "/",
     "/runs",
     f"/runs/{uuid.uuid4()}",
     f"/runs/{uuid.uuid4()}/logs",
+    f"/runs/{uuid.uuid4()}/live",
+    f"/runs/{uuid.uuid4()}/logs/stream",
     "/deployments",
     f"/deployments/{uuid.uuid4()}",
     f"/deployments/{uuid.uuid4()}/run",
@@ -40,6 +53,16 @@ async def test_every_page_sends_a_signed_out_visitor_to_sign_in_and_back(
     assert location.startswith("/sign-in")
     if path != "/":
         assert httpx.URL(location).params["next"] == path
+
+
+async def test_a_signed_out_log_stream_is_refused_not_redirected(
+    anonymous: httpx.AsyncClient,
+) -> None:
+    r = await anonymous.get(
+        f"/runs/{uuid.uuid4()}/logs/stream", headers={"Accept": "text/event-stream"}
+    )
+    assert r.status_code == 401  # an EventSource cannot follow a redirect to a page
+    assert "location" not in r.headers
 
 
 async def test_a_signed_out_htmx_request_is_redirected_by_htmx_not_swapped(
