@@ -141,22 +141,23 @@ async def create_pool(view: pages.View) -> Response:
     errors: dict[str, str] = {}
     data: s.WorkPoolCreate | None = None
     policy = _policy(values, errors)
+    limit: float | int | None = None
     try:
         limit = number_or_none(values["concurrency_limit"], whole=True)
-        fields: dict[str, Any] = {
-            "name": values["name"],
-            "type": values["type"] or "managed",
-            "description": values["description"],
-            "concurrency_limit": limit,
-        }
+    except ValueError as exc:
+        errors["concurrency_limit"] = str(exc)
+    fields: dict[str, Any] = {
+        "name": values["name"],
+        "type": values["type"] or "managed",
+        "description": values["description"],
+        "concurrency_limit": limit,
+    }
+    try:
         if policy and fields["type"] == "managed":
             fields["base_job_template"] = s.managed_base_job_template(policy)
         data = s.WorkPoolCreate.model_validate(fields)
-    except ValueError as exc:
-        if isinstance(exc, ValidationError):
-            errors.update(pydantic_errors(exc, NAME_HELP))
-        else:
-            errors["concurrency_limit"] = str(exc)
+    except ValidationError as exc:  # every field's problem at once, not the first only
+        errors.update({k: v for k, v in pydantic_errors(exc, NAME_HELP).items() if k not in errors})
     if data is not None and not errors:
         try:
             async with view.scope() as scope:
