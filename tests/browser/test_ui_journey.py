@@ -170,6 +170,7 @@ def test_sign_in_create_a_pool_run_from_the_form_watch_logs_cancel_and_see_usage
     )
     assert r.status_code == 200, r.text
     expect(page.locator(".live-status")).to_contain_text("Cancelled")
+    expect(page.locator(".log-live")).to_have_class(re.compile(r"\bended\b"))
     expect(page.locator(".log-msg").filter(has_text="stopping the sandbox")).to_have_count(1)
     expect(page.get_by_role("button", name="Retry run")).to_be_visible()  # by the poll
     expect(page.locator(".stats")).to_contain_text("300 MiB of 8 GiB")  # the pool's limit

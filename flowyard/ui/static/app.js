@@ -4,6 +4,7 @@
 // - A reconnecting log stream resumes after the last line received, not from the start.
 // - A state change announced by the log stream refreshes the run's status at once
 //   (instead of at the next poll); the first announcement is the state already shown.
+// - When the stream ends (the run finished), its live indicator stops pulsing.
 // - A newly created API key is selected on focus, ready to copy.
 (function () {
   "use strict";
@@ -25,6 +26,10 @@
   document.addEventListener("htmx:sseMessage", function (evt) {
     var target = evt.target;
     var data = evt.detail || {};
+    if (data.type === "end") {
+      var ended = target.closest(".log-live");
+      if (ended) { ended.classList.add("ended"); }
+    }
     if (data.type === "state") {
       var stream = target.closest("[sse-connect]");
       if (stream && stream.dataset.stateSeen) {
