@@ -82,7 +82,8 @@ async def _seed(db: Database, api: httpx.AsyncClient) -> uuid.UUID:
     now = datetime.now(UTC)
     month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     span = max(60.0, (now - month_start).total_seconds() - 120)
-    runs, usage = [], []
+    runs: list[dict[str, Any]] = []
+    usage: list[dict[str, Any]] = []
     for i in range(RUNS):
         t = now - timedelta(seconds=span * (RUNS - i) / RUNS)
         state, name = STATES[i % len(STATES)]
@@ -132,7 +133,7 @@ async def _seed(db: Database, api: httpx.AsyncClient) -> uuid.UUID:
     await _insert(db, m.FlowRun, runs)
     await _insert(db, m.UsageRecord, usage)
     detail = runs[-8]  # a COMPLETED run among the newest
-    detail_id = detail["id"]
+    detail_id: uuid.UUID = detail["id"]
     t0: datetime = detail["created"]
     history = [
         ("SCHEDULED", "Scheduled", 0),
@@ -224,6 +225,7 @@ async def _measure(url: str, label: str) -> list[dict[str, Any]]:
     ctx = ServerContext(settings=settings, db=db, keys=ServerKeys.from_master(b"bench"))
     async with db.session() as session:
         key = await workspaces.bootstrap(session)
+    assert key is not None, "a fresh database bootstraps an admin key"
     app = create_app(settings, context=ctx)
     app.state.ctx = ctx
     transport = httpx.ASGITransport(app=app)

@@ -64,7 +64,7 @@ async def test_the_runs_list_filters_by_state_deployment_pool_tag_and_period(
         await session.execute(insert(m.FlowRun), [old])
     pools = {p["name"]: p["id"] for p in (await client.get("/work-pools")).json()}
 
-    async def listed(**params: object) -> set[str]:
+    async def listed(**params: Any) -> set[str]:
         r = await browser.get("/runs", params=params)
         assert r.status_code == 200, r.text
         return set(run_ids(r.text))
