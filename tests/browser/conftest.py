@@ -40,8 +40,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "ui-screenshots"
 TIMEOUT_MS = 10_000
 
-pytestmark = pytest.mark.browser
-
 
 @dataclass
 class Site:
