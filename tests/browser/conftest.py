@@ -2,7 +2,9 @@
 
 One ``flowyard server start --no-dispatcher`` and one browser serve every
 test in this package; each test gets its own browser context (its own
-cookies). The tests stand in for the execution plane: they claim runs the
+cookies). They are package-scoped, not session-scoped: Playwright's sync API
+keeps an event loop running on the main thread while it is open, and the
+async tests of other packages need that thread free. The tests stand in for the execution plane: they claim runs the
 way the managed dispatcher does (through ``ops``, on the server's own
 database) and report states, logs and teardown through the API like the
 runner and the dispatcher, so every step is deterministic.
@@ -111,7 +113,7 @@ class Shots:
         return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright_instance() -> Iterator[Playwright]:
     try:
         from playwright.sync_api import expect, sync_playwright
@@ -124,7 +126,7 @@ def playwright_instance() -> Iterator[Playwright]:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     try:
         browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, headless=True)
@@ -134,9 +136,9 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def site(tmp_path_factory: pytest.TempPathFactory, browser: Browser) -> Iterator[Site]:
-    """One server for the session; ``browser`` first, so a missing Chromium skips fast."""
+    """One server for the package; ``browser`` first, so a missing Chromium skips fast."""
     del browser
     home = tmp_path_factory.mktemp("browser-server") / "home"
     with running_server(home, "--no-dispatcher") as server:
@@ -156,7 +158,7 @@ def page(browser: Browser, site: Site) -> Iterator[Page]:
     context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def shots() -> Shots:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for old in SCREENSHOTS.glob("*.png"):

@@ -182,6 +182,8 @@ def test_sign_in_create_a_pool_run_from_the_form_watch_logs_cancel_and_see_usage
     shots.take(page, "runs")
     page.goto("/")
     expect(page.get_by_role("heading", name="Get started")).to_have_count(0)
+    expect(page.locator(".figure").first).to_contain_text("1 run created in the last 24 hours")
+    expect(page.locator(".figure").nth(1)).to_contain_text("1 minute (no limit)")
     shots.take(page, "dashboard")
     r = site.api.patch("/workspaces/default", json={"monthly_limit_minutes": 600})
     assert r.status_code == 200, r.text
