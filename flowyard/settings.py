@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     late_runs_after_seconds: float = Field(
         default=15.0, ge=0, description="Grace before a run not started on time is named Late."
     )
+    lost_run_seconds: float = Field(
+        default=90.0,
+        ge=30,
+        description="Silence after which an active run's supervisor is taken for dead and the "
+        "run is CRASHED (heartbeats come every 10 s).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_body_bytes: int = Field(default=16 * 1024 * 1024, description="Largest request body.")
     allow_local_sources: bool = Field(

@@ -75,6 +75,10 @@ OFFLINE_SECONDS = 30.0
 # Inside a managed run, how long to hold events and keep trying when the API is
 # unreachable (a server restart) before giving up on them.
 DURABLE_SECONDS = 600.0
+# How often a flow run recorded from a script says it is alive (the server
+# marks an active run whose heartbeats stop CRASHED; a managed run's
+# dispatcher beats for it instead).
+HEARTBEAT_SECONDS = 10.0
 TERMINAL = frozenset(
     {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
 )
@@ -222,6 +226,9 @@ class ServerReporter:
         # After the API proved unreachable, events are dropped until this time
         # (monotonic), so that a flow never waits on a server that is down.
         self._offline_until = 0.0
+        # Flow runs this process created and has not seen end: they get heartbeats.
+        self._alive: set[uuid.UUID] = set()
+        self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
 
     # The engine's side: cheap and non-blocking.
 
@@ -281,6 +288,8 @@ class ServerReporter:
 
     def _loop(self) -> None:
         while True:
+            if self._alive and time.monotonic() >= self._next_beat:
+                self._beat()
             with self._cond:
                 if not self._queue and not self._closed:
                     self._cond.wait(self._interval)
@@ -343,6 +352,11 @@ class ServerReporter:
         for run_id in list(self._pending_create):
             self._create(self._pending_create.pop(run_id), None)
 
+    def _beat(self) -> None:
+        self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
+        for run_id in list(self._alive):
+            self._call("a heartbeat", f"/flow-runs/{run_id}/execution", {"heartbeat": True})
+
     def _task_upsert(self, event: rep.StateChanged) -> dict[str, Any] | None:
         info = self._tasks.get(event.run_id)
         flow_run_id = event.flow_run_id or (info.flow_run_id if info else None)
@@ -367,6 +381,8 @@ class ServerReporter:
         }
 
     def _flow_state(self, run_id: uuid.UUID, state: rep.StateSnapshot) -> None:
+        if state.type in TERMINAL:
+            self._alive.discard(run_id)
         started = self._pending_create.pop(run_id, None)
         if started is not None:
             self._create(started, state)
@@ -407,6 +423,9 @@ class ServerReporter:
         )
         if isinstance(run, dict) and run.get("state_type") in StateType.__members__:
             self._flow_states[event.flow_run_id] = StateType(run["state_type"])
+            if not self._durable and not run.get("deployment_id"):
+                self._alive.add(event.flow_run_id)
+                self._next_beat = 0.0  # the first heartbeat now: the run is watched from here
 
     def _call(self, what: str, path: str, body: Any) -> Any:
         if time.monotonic() < self._offline_until:

@@ -156,6 +156,7 @@ class FlowRun(Base):
         Index("ix_flow_runs_claim", "work_pool_id", "state_type", "next_scheduled_start_time"),
         Index("ix_flow_runs_ws_created", "workspace_id", "created"),
         Index("ix_flow_runs_ws_state", "workspace_id", "state_type"),
+        Index("ix_flow_runs_state_heartbeat", "state_type", "heartbeat_at"),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()

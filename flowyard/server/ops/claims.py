@@ -87,6 +87,7 @@ async def claim_runs(
         )
         if outcome.status is Verdict.ACCEPT:
             run.dispatcher_id = dispatcher_id
+            run.heartbeat_at = now
             await usage.open_record(session, run, now)
             result.claimed.append(run)
         else:

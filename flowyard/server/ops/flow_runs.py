@@ -413,6 +413,9 @@ async def record_execution(
         run.heartbeat_at = now
     if teardown:
         await usage.close_record(session, run, now)
+        from flowyard.server.ops.liveness import end_orphans
+
+        await end_orphans(session, run, now)
     await session.flush()
     return run
 

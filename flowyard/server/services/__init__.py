@@ -1,4 +1,4 @@
-"""Long-running loops inside the server: scheduler, late runs, the managed dispatcher.
+"""Long-running loops inside the server: scheduler, late and lost runs, the managed dispatcher.
 
 Each service is an ``async def service(ctx)`` that runs until cancelled;
 :func:`default_services` is the list ``flowyard server start`` runs.
@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from flowyard.server.context import Service
 from flowyard.server.services.late_runs import late_runs_service
+from flowyard.server.services.lost_runs import lost_runs_service
 from flowyard.server.services.scheduler import fill_policy, scheduler_service, wake_scheduler
 from flowyard.settings import Settings
 
-__all__ = ["default_services", "late_runs_service", "scheduler_service", "wake_scheduler"]
+__all__ = [
+    "default_services",
+    "late_runs_service",
+    "lost_runs_service",
+    "scheduler_service",
+    "wake_scheduler",
+]
 
 
 def default_services(settings: Settings) -> list[Service]:
@@ -23,7 +30,7 @@ def default_services(settings: Settings) -> list[Service]:
     services: list[Service] = []
     if settings.scheduler:
         fill_policy(settings)  # validate now, not in a background task
-        services += [scheduler_service, late_runs_service]
+        services += [scheduler_service, late_runs_service, lost_runs_service]
     if settings.dispatcher:
         from flowyard.server.services.dispatcher import dispatcher_service
 

@@ -31,8 +31,9 @@ from flowyard.schemas.states import StateCreate, StateType
 from flowyard.server import signals
 from flowyard.server.context import ServerContext
 from flowyard.server.db import models as m
-from flowyard.server.ops import claims, flow_runs, usage
+from flowyard.server.ops import claims, flow_runs, liveness, usage
 from flowyard.server.ops.auth import Principal
+from flowyard.server.services.lost_runs import HEARTBEAT_SECONDS
 
 if TYPE_CHECKING:
     from flowyard.execution import sandbox as sb
@@ -100,6 +101,7 @@ class Dispatcher:
     async def serve(self) -> None:
         waiter = signals.subscribe()
         listener = await self._listen()
+        beating = asyncio.create_task(self._heartbeats(), name="dispatcher-heartbeats")
         try:
             await self.recover()
             while True:
@@ -116,11 +118,25 @@ class Dispatcher:
                 for s in sleepers:
                     s.cancel()
         finally:
+            beating.cancel()
             signals.unsubscribe(waiter)
             if listener is not None:
                 await listener.close()
             for task in self.tasks:
                 task.cancel()
+
+    async def _heartbeats(self) -> None:
+        """Keep the runs this dispatcher supervises alive in the database (see liveness)."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            active = list(self.capacity.active)
+            if not active:
+                continue
+            try:
+                async with self.ctx.db.session() as session:
+                    await liveness.beat(session, active, datetime.now(UTC), dispatcher_id=self.id)
+            except Exception:
+                logger.exception("heartbeat for %d runs failed; retrying", len(active))
 
     async def _listen(self) -> Any:
         """LISTEN on PostgreSQL so claims by other replicas' writes wake us too."""
@@ -215,7 +231,9 @@ class Dispatcher:
                     session, principal, run.id, StateCreate(type=StateType.CRASHED, message=reason)
                 )
                 run.crash_reason = reason
-                await usage.close_record(session, run, datetime.now(UTC))
+                now = datetime.now(UTC)
+                await usage.close_record(session, run, now)
+                await liveness.end_orphans(session, run, now)
                 logger.warning("run %s: %s", run.id, reason)
 
 

@@ -9,7 +9,12 @@ from flowyard.server.context import ServerContext
 from flowyard.server.db import Database
 from flowyard.server.keys import ServerKeys
 from flowyard.server.ops.auth import Principal
-from flowyard.server.services import default_services, late_runs_service, scheduler_service
+from flowyard.server.services import (
+    default_services,
+    late_runs_service,
+    lost_runs_service,
+    scheduler_service,
+)
 from flowyard.settings import Settings
 from tests.integration.services.conftest import deploy, runs_of, schedule
 
@@ -27,9 +32,10 @@ def test_the_scheduler_and_late_runs_are_default_services_unless_turned_off(
     assert [s.__name__ for s in on] == [
         "scheduler_service",
         "late_runs_service",
+        "lost_runs_service",
         "dispatcher_service",
     ]
-    assert no_dispatcher == [scheduler_service, late_runs_service]
+    assert no_dispatcher == [scheduler_service, late_runs_service, lost_runs_service]
     assert off == []
 
 
