@@ -7,6 +7,7 @@ list costs the same with ten runs or ten million. Cursors only go forward:
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -17,8 +18,9 @@ from fastapi.responses import Response
 
 from flowyard.schemas import flow_runs as fr
 from flowyard.schemas.states import StateType
+from flowyard.server.db import models as m
 from flowyard.server.ops import deployments, flow_run_queries, work_pools
-from flowyard.server.ops.errors import InvalidInput
+from flowyard.server.ops.errors import InvalidInput, NotFound
 from flowyard.ui import _pages as pages
 from flowyard.ui._formatting import now
 
@@ -131,6 +133,17 @@ async def _page(scope: pages.Scope, q: RunQuery) -> tuple[list[fr.FlowRun], str 
     return await flow_run_queries.describe(scope.session, rows), next_cursor, ""
 
 
+async def _deployment_choices(scope: pages.Scope, q: RunQuery) -> list[m.Deployment]:
+    """The filter's options (the first 200); the chosen one is kept even when past them."""
+    rows = await deployments.list_deployments(scope.session, scope.principal)
+    chosen = _uuid(q.deployment)
+    if chosen is not None and all(d.id != chosen for d in rows):
+        # Deleted, or another workspace's: then the filter simply matches nothing.
+        with contextlib.suppress(NotFound):
+            rows.append(await deployments.read_deployment(scope.session, scope.principal, chosen))
+    return rows
+
+
 @router.get("/runs")
 async def runs_page(
     view: pages.View,
@@ -152,7 +165,7 @@ async def runs_page(
         choices: dict[str, Any] = {}
         if fragment != "rows":
             choices = {
-                "deployments": await deployments.list_deployments(scope.session, scope.principal),
+                "deployments": await _deployment_choices(scope, q),
                 "pools": await work_pools.list_work_pools(scope.session, scope.principal),
             }
     template = "runs_results.html" if fragment == "rows" else "runs.html"

@@ -206,3 +206,22 @@ async def test_the_stream_resumes_after_a_cursor_keeps_the_filter_and_ends_with_
     )
     assert "line 00298" not in reconnect.text
     assert "line 00299" in reconnect.text
+
+
+async def test_a_deployment_chosen_past_the_filters_first_options_stays_chosen(
+    browser: httpx.AsyncClient, ctx: ServerContext
+) -> None:
+    ws = await _workspace_id(ctx)
+    rows = [
+        {"id": uuid.uuid4(), "workspace_id": ws, "flow_name": "f", "name": f"d{i:03d}",
+         "entrypoint": "f.py:f", "source": {}, "pull_steps": [], "parameters": {},
+         "parameter_schema": {}, "job_variables": {}, "tags": [], "description": "",
+         "paused": False}
+        for i in range(205)
+    ]  # fmt: skip
+    async with ctx.db.session() as session:
+        await session.execute(insert(m.Deployment), rows)
+    last = rows[-1]["id"]
+    page = (await browser.get("/runs", params={"deployment": str(last)})).text
+    assert f'<option value="{last}" selected>f/d204</option>' in page
+    assert '<option value="' + str(rows[0]["id"]) + '">f/d000</option>' in page
