@@ -106,19 +106,23 @@ async def list_flow_runs(
 
 
 async def count_by_state(
-    session: AsyncSession, principal: Principal, *, created_after: datetime
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    created_after: datetime | None = None,
+    work_pool_id: uuid.UUID | None = None,
 ) -> dict[StateType, int]:
-    """How many of the workspace's runs created since ``created_after`` are in each state."""
+    """How many of the workspace's runs (created since, of a pool) are in each state."""
     principal.require_api_key()
-    query = (
-        select(m.FlowRun.state_type, func.count())
-        .where(
-            m.FlowRun.workspace_id == principal.workspace_id,
-            m.FlowRun.created >= created_after,
-        )
-        .group_by(m.FlowRun.state_type)
+    query = select(m.FlowRun.state_type, func.count()).where(
+        m.FlowRun.workspace_id == principal.workspace_id
     )
-    return {StateType(t): int(n) for t, n in (await session.execute(query)).all()}
+    if created_after is not None:
+        query = query.where(m.FlowRun.created >= created_after)
+    if work_pool_id is not None:
+        query = query.where(m.FlowRun.work_pool_id == work_pool_id)
+    rows = (await session.execute(query.group_by(m.FlowRun.state_type))).all()
+    return {StateType(t): int(n) for t, n in rows}
 
 
 async def describe(session: AsyncSession, rows: Sequence[m.FlowRun]) -> list[s.FlowRun]:

@@ -23,7 +23,6 @@ from flowyard.ui.views.forms import number_or_none, pydantic_errors
 router = APIRouter(route_class=pages.UiRoute, include_in_schema=False)
 
 QUEUE = 50
-OCCUPANCY_CAP = 500
 POLICY_FIELDS = (
     ("cpu", "CPU (vCPU)", "cpu"),
     ("memory_gib", "Memory (GiB)", "memory_gib"),
@@ -193,12 +192,7 @@ async def pool_page(view: pages.View, name: str) -> Response:
             limit=QUEUE,
         )
         queue = await flow_run_queries.describe(session, waiting)
-        active, more_active = await flow_run_queries.list_flow_runs(
-            session,
-            principal,
-            flow_run_queries.FlowRunFilter(states=list(ACTIVE_STATES), work_pool_id=pool.id),
-            limit=OCCUPANCY_CAP,
-        )
+        by_state = await flow_run_queries.count_by_state(session, principal, work_pool_id=pool.id)
         pool_deployments = await deployments.list_deployments(
             session, principal, work_pool_id=pool.id
         )
@@ -211,8 +205,8 @@ async def pool_page(view: pages.View, name: str) -> Response:
         policy=policy_of(pool),
         queue=[(run, waiting_reason(run, pool, reference)) for run in queue],
         more_waiting=more_waiting is not None,
-        occupied=len(active),
-        occupied_capped=more_active is not None,
+        occupied=sum(by_state.get(state, 0) for state in ACTIVE_STATES),
+        waiting_total=by_state.get(StateType.SCHEDULED, 0),
         deployments=pool_deployments,
         reference=reference,
     )

@@ -199,6 +199,7 @@ async def test_work_pool_pages_show_policy_occupancy_and_the_queue_with_reasons(
     assert "16 GiB" in page
     assert "1 <span" in page  # one active run holds a slot
     assert "of 5 slots in use" in page
+    assert 'Waiting runs <span class="muted">(1)</span>' in page  # counted, not capped
     assert f'href="/runs/{world.scheduled}"' in page
     assert "waiting for the server&#39;s dispatcher" in page
     assert "etl/daily" in page
