@@ -146,7 +146,7 @@ async def _poll(
     db: Database, run_id: uuid.UUID, cursor: int | None, level: int | None
 ) -> tuple[logs.RunState | None, list[m.Log], bool]:
     """The run's state, then its lines past the cursor, in one short transaction."""
-    async with db.session() as session:
+    async with db.read_session() as session:
         state = await logs.run_state(session, run_id)
         if state is None:
             return None, [], False

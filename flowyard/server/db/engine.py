@@ -45,7 +45,7 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+def _install_sqlite_hooks(engine: AsyncEngine, *, begin: str = "BEGIN IMMEDIATE") -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below decide how transactions start.
@@ -59,7 +59,7 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql(begin)
 
 
 class _Turn:
@@ -93,6 +93,9 @@ class Database:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     _turn: _Turn | None = None
+    # SQLite: sessions that only read, on their own connections with a deferred
+    # BEGIN (WAL lets them read beside the writer); None elsewhere.
+    _readers: async_sessionmaker[AsyncSession] | None = None
 
     @property
     def dialect(self) -> str:
@@ -120,8 +123,23 @@ class Database:
             finally:
                 turn.owner = None
 
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for reads only: on SQLite it neither waits for nor blocks writers.
+
+        For hot polling paths (live log streams). Writing in it fails on SQLite.
+        """
+        if self._readers is None:
+            async with self.session() as session:
+                yield session
+            return
+        async with self._readers() as session, session.begin():
+            yield session
+
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._readers is not None:
+            await self._readers.kw["bind"].dispose()
 
 
 def create_database(url: str, *, pool_size: int = 10) -> Database:
@@ -143,11 +161,14 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
         kwargs["max_overflow"] = pool_size
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(url, **kwargs)
-    if parsed.get_backend_name() == "sqlite":
-        _install_sqlite_hooks(engine)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    turn = _Turn() if parsed.get_backend_name() == "sqlite" else None
-    return Database(url=url, engine=engine, sessions=sessions, _turn=turn)
+    if parsed.get_backend_name() != "sqlite":
+        return Database(url=url, engine=engine, sessions=sessions)
+    _install_sqlite_hooks(engine)
+    reader = create_async_engine(url, **kwargs)
+    _install_sqlite_hooks(reader, begin="BEGIN")
+    readers = async_sessionmaker(reader, expire_on_commit=False)
+    return Database(url=url, engine=engine, sessions=sessions, _turn=_Turn(), _readers=readers)
 
 
 async def check_connection(db: Database, timeout: float = 5.0) -> None:

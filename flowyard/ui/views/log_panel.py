@@ -167,7 +167,7 @@ async def _stream(
         while True:
             waiter.clear()  # before reading: a commit during the read wakes the next wait
             try:
-                async with db.session() as session:
+                async with db.read_session() as session:
                     state = await logs.run_state(session, run_id)
                     rows: list[m.Log] = []
                     more = False
