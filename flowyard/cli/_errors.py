@@ -28,7 +28,8 @@ def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
 def run_app(app: typer.Typer) -> int:
     debug = "--debug" in sys.argv or os.environ.get("FLOWYARD_DEBUG") == "1"
     try:
-        app(standalone_mode=False)
+        # Without standalone mode, click returns a command's typer.Exit code.
+        result = app(standalone_mode=False)
     except click.exceptions.Abort:
         typer.echo("Aborted.", err=True)
         return 130
@@ -49,4 +50,4 @@ def run_app(app: typer.Typer) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
-    return 0
+    return result if isinstance(result, int) else 0

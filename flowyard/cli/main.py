@@ -12,9 +12,14 @@ import sys
 import typer
 
 from flowyard._version import __version__
+from flowyard.cli import admin
 from flowyard.cli import config as config_cmd
+from flowyard.cli import deploy as deploy_cmd
+from flowyard.cli import deployment as deployment_cmd
 from flowyard.cli import doctor as doctor_cmd
+from flowyard.cli import flow_run as flow_run_cmd
 from flowyard.cli import server as server_cmd
+from flowyard.cli import work_pool as work_pool_cmd
 from flowyard.cli._errors import run_app
 
 app = typer.Typer(
@@ -25,6 +30,18 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(server_cmd.app, name="server")
+app.add_typer(work_pool_cmd.app, name="work-pool")
+app.command("deploy")(deploy_cmd.deploy)
+app.command("init")(deploy_cmd.init)
+app.add_typer(deployment_cmd.app, name="deployment")
+app.add_typer(flow_run_cmd.app, name="flow-run")
+app.command("usage")(admin.usage)
+app.add_typer(admin.workspace_app, name="workspace")
+app.add_typer(admin.api_key_app, name="api-key")
+app.add_typer(admin.variable_app, name="variable")
+app.add_typer(admin.secret_app, name="secret")
+app.add_typer(admin.profile_app, name="profile")
+app.command("login")(admin.login)
 app.add_typer(config_cmd.app, name="config")
 app.command("doctor")(doctor_cmd.doctor)
 

@@ -63,7 +63,8 @@ def _run(client: WireClient, run_id: uuid.UUID, entrypoint: str, workdir: Path) 
     try:
         run: dict[str, Any] = client.get(f"/flow-runs/{run_id}")
         deployment_id = run.get("deployment_id")
-        deployment_name = run.get("deployment_name")
+        # The API names it FLOW/DEPLOYMENT; runtime.deployment.name is the deployment's own.
+        deployment_name = (run.get("deployment_name") or "").rpartition("/")[2] or None
         if deployment_id and not deployment_name:
             deployment_name = client.get(f"/deployments/{deployment_id}")["name"]
     except ClientError as exc:
