@@ -23,8 +23,14 @@ if TYPE_CHECKING:
 OUTPUT_HELP = "table (for people) or json (for scripts)."
 
 
+def _output_value(value: str) -> str:
+    if value.lower() not in ("table", "json"):
+        raise typer.BadParameter(f"expected 'table' or 'json', not {value!r}")
+    return value.lower()
+
+
 def output_option() -> Any:
-    return typer.Option("table", "--output", "-o", help=OUTPUT_HELP, case_sensitive=False)
+    return typer.Option("table", "--output", "-o", help=OUTPUT_HELP, callback=_output_value)
 
 
 def check_output(output: str) -> str:

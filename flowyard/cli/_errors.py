@@ -6,8 +6,13 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
+
+# Typer carries its own copy of click: its usage errors are not click's classes.
+try:
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - a typer that uses plain click
+    from click import ClickException  # type: ignore[assignment]
 
 from flowyard.errors import FlowyardError
 
@@ -30,13 +35,13 @@ def run_app(app: typer.Typer) -> int:
     try:
         # Without standalone mode, click returns a command's typer.Exit code.
         result = app(standalone_mode=False)
-    except click.exceptions.Abort:
+    except typer.Abort:
         typer.echo("Aborted.", err=True)
         return 130
-    except click.ClickException as exc:
+    except ClickException as exc:
         exc.show()
         return EXIT_USAGE
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except UsageError as exc:
         if debug:

@@ -18,13 +18,23 @@ from flowyard.cli._common import (
 )
 from flowyard.cli._errors import UsageError
 
-workspace_app = typer.Typer(help="Workspaces and their compute limits.", no_args_is_help=True)
-api_key_app = typer.Typer(help="API keys of the workspace.", no_args_is_help=True)
-variable_app = typer.Typer(help="Variables: named JSON values flows read.", no_args_is_help=True)
-secret_app = typer.Typer(
-    help="Secrets: encrypted values, never printed back.", no_args_is_help=True
+workspace_app = typer.Typer(
+    rich_markup_mode=None, help="Workspaces and their compute limits.", no_args_is_help=True
 )
-profile_app = typer.Typer(help="Servers the CLI and SDK can point at.", no_args_is_help=True)
+api_key_app = typer.Typer(
+    rich_markup_mode=None, help="API keys of the workspace.", no_args_is_help=True
+)
+variable_app = typer.Typer(
+    rich_markup_mode=None, help="Variables: named JSON values flows read.", no_args_is_help=True
+)
+secret_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Secrets: encrypted values, never printed back.",
+    no_args_is_help=True,
+)
+profile_app = typer.Typer(
+    rich_markup_mode=None, help="Servers the CLI and SDK can point at.", no_args_is_help=True
+)
 
 
 # -- usage ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import json
 
 import typer
 
-app = typer.Typer(help="Show and change settings.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Show and change settings.", no_args_is_help=True)
 
 _SECRET_FIELDS = {"api_key"}
 

@@ -19,7 +19,9 @@ from flowyard.cli._common import (
 )
 from flowyard.cli._errors import UsageError
 
-app = typer.Typer(help="List, inspect and run deployments.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="List, inspect and run deployments.", no_args_is_help=True
+)
 
 _JSON_TYPES = {
     "integer": "an integer",

@@ -20,7 +20,9 @@ from flowyard.cli._common import (
 )
 from flowyard.cli._errors import UsageError
 
-app = typer.Typer(help="List, inspect, follow and control flow runs.", no_args_is_help=True)
+app = typer.Typer(
+    rich_markup_mode=None, help="List, inspect, follow and control flow runs.", no_args_is_help=True
+)
 
 STATES = (
     "SCHEDULED",

@@ -23,6 +23,7 @@ from flowyard.cli import work_pool as work_pool_cmd
 from flowyard.cli._errors import run_app
 
 app = typer.Typer(
+    rich_markup_mode=None,
     name="flowyard",
     help="Flowyard: self-hosted workflow orchestration with managed execution.",
     no_args_is_help=True,

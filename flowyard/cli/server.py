@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="Run the Flowyard server.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Run the Flowyard server.", no_args_is_help=True)
 
 
 @app.command("start")

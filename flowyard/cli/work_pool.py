@@ -20,7 +20,7 @@ from flowyard.cli._common import (
 )
 from flowyard.cli._errors import UsageError
 
-app = typer.Typer(help="Create and manage work pools.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode=None, help="Create and manage work pools.", no_args_is_help=True)
 
 
 def _template(path: Path | None) -> dict[str, Any] | None:
