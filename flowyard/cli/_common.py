@@ -40,11 +40,26 @@ def check_output(output: str) -> str:
     return value
 
 
+_clients: dict[tuple[str, str, str], SyncClient] = {}
+
+
 def client() -> SyncClient:
-    """The configured server's client (a clear error when none is configured)."""
+    """The configured server's client (a clear error when none is configured).
+
+    One per configuration for the life of the process: iterators it returns
+    (logs, pages) stay valid while the command uses them.
+    """
+    import os
+
     from flowyard.client import get_sync_client
 
-    return get_sync_client(required=True)
+    key = tuple(
+        os.environ.get(k, "") for k in ("FLOWYARD_HOME", "FLOWYARD_API_URL", "FLOWYARD_API_KEY")
+    )
+    found = _clients.get(key)  # type: ignore[arg-type]
+    if found is None:
+        found = _clients[key] = get_sync_client(required=True)  # type: ignore[index]
+    return found
 
 
 def jsonable(value: Any) -> Any:

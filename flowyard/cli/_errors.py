@@ -34,7 +34,7 @@ def run_app(app: typer.Typer) -> int:
     debug = "--debug" in sys.argv or os.environ.get("FLOWYARD_DEBUG") == "1"
     try:
         # Without standalone mode, click returns a command's typer.Exit code.
-        result = app(standalone_mode=False)
+        result = app(standalone_mode=False, prog_name="flowyard")
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         return 130

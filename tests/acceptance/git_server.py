@@ -52,7 +52,7 @@ class GitRemote:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
         git("add", "-A", cwd=self.work)
-        git("commit", "-q", "-m", message, cwd=self.work)
+        git("commit", "-q", "--allow-empty", "-m", message, cwd=self.work)
         git("push", "-q", "origin", "main", cwd=self.work)
         git("update-server-info", cwd=self.bare)
         return git("rev-parse", "HEAD", cwd=self.work)

@@ -282,3 +282,55 @@ def test_an_s3_source_runs_to_completed(
     assert "loaded total=3" in out
     run = api.list_flow_runs(limit=1).items[0]
     assert (run.deployment_name, run.state_type.value) == ("etl/from-s3", "COMPLETED")
+
+
+def test_watch_in_a_terminal_shows_live_logs_and_the_final_state(
+    root: Path, remote: GitRemote, git_base: str, pool: str
+) -> None:
+    """`deployment run --watch` in a real terminal (tmux), read off the screen."""
+    import shutil
+    import time
+
+    if shutil.which("tmux") is None:
+        missing_feature("tmux is not installed (make setup-tests installs it)")
+    remote.commit({"flows/etl.py": ETL}, "etl flow for the terminal")
+    deployed = python(
+        root,
+        f"""
+        from flowyard import flow
+
+        flow.from_source("{git_base}/flows.git", "flows/etl.py:etl").deploy(
+            name="terminal", work_pool_name="{pool}", job_variables={{"pip_packages": ["six"]}},
+            print_next_steps=False,
+        )
+        """,
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    session = f"flowyard-{uuid.uuid4().hex[:8]}"
+    command = (
+        f"env FLOWYARD_HOME={root / 'home'} {FLOWYARD} deployment run etl/terminal "
+        f"--param n=5 --watch; echo EXIT=$?; sleep 60"
+    )
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50", command], check=True
+    )
+    try:
+        screen = ""
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            screen = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", session, "-S", "-200"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            if "EXIT=" in screen:
+                break
+            time.sleep(0.3)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+    assert "EXIT=0" in screen, screen
+    assert "State: RUNNING" in screen
+    assert "six 1." in screen
+    assert "loaded total=10" in screen
+    assert "finished in state COMPLETED" in screen
