@@ -107,6 +107,12 @@ def create(
     typer.echo(f"Created work pool {pool.name!r} ({pool.type.value}).")
     if pool.type.value == "managed":
         typer.echo("No worker to start: the server runs this pool's flow runs.")
+    else:
+        typer.secho(
+            "Note: a process pool's runs wait for a worker, and this release has no "
+            "`flowyard worker`; use --type managed to have the server run them.",
+            fg="yellow",
+        )
 
 
 @app.command("ls")
