@@ -31,6 +31,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(server_cmd.app, name="server")
+app.command("dispatcher")(server_cmd.dispatcher)
 app.add_typer(work_pool_cmd.app, name="work-pool")
 app.command("deploy")(deploy_cmd.deploy)
 app.command("init")(deploy_cmd.init)

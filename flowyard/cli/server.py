@@ -38,3 +38,31 @@ def start(
     settings = load_settings(**overrides)
     configure_logging(settings.log_level)
     run_server(settings)
+
+
+def dispatcher(
+    database_url: str | None = typer.Option(
+        None, "--database-url", help="The shared database, e.g. postgresql+asyncpg://host/db."
+    ),
+    log_level: str | None = typer.Option(None, help="debug, info, warning or error."),
+) -> None:
+    """Run only the managed dispatcher (scale-out): it claims runs from the shared database.
+
+    Its runs reach the API through this process's unix socket; start the API
+    and UI elsewhere with `flowyard server start --no-dispatcher`. Several
+    dispatchers on one PostgreSQL never start a run twice.
+    """
+    from flowyard.cli._logging import configure_logging
+    from flowyard.server.serve import run_server
+    from flowyard.settings import load_settings
+
+    overrides: dict[str, object] = {"dispatcher": True, "scheduler": False}
+    if database_url is not None:
+        overrides["database_url"] = database_url
+    if log_level is not None:
+        overrides["log_level"] = log_level
+    settings = load_settings(**overrides)
+    if not settings.api_socket:  # never take over a server's socket in the same data dir
+        settings = load_settings(**overrides, api_socket=str(settings.home / "dispatcher.sock"))
+    configure_logging(settings.log_level)
+    run_server(settings, tcp=False)

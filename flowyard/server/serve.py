@@ -83,16 +83,20 @@ async def preflight(settings: Settings) -> None:
         await db.dispose()
 
 
-def run_server(settings: Settings) -> None:
-    """Blocking: serve until SIGINT/SIGTERM, then shut down gracefully."""
+def run_server(settings: Settings, *, tcp: bool = True) -> None:
+    """Blocking: serve until SIGINT/SIGTERM, then shut down gracefully.
+
+    ``tcp=False`` serves the API on the unix socket only: a dispatcher-only
+    process (``flowyard dispatcher``) whose sandboxed runs report through it.
+    """
     import uvicorn
 
     from flowyard.server._uvicorn import GracefulServer
     from flowyard.server.app import create_app
 
     ensure_data_dir(settings.home)
-    sock = bind_socket(settings.host, settings.port)
-    uds = bind_unix_socket(settings.effective_api_socket)
+    sockets = [bind_socket(settings.host, settings.port)] if tcp else []
+    sockets.append(bind_unix_socket(settings.effective_api_socket))
     asyncio.run(preflight(settings))
     app = create_app(settings)
     config = uvicorn.Config(
@@ -103,10 +107,17 @@ def run_server(settings: Settings) -> None:
         access_log=settings.log_level == "debug",
     )
     server = GracefulServer(config)
-    url = f"http://{settings.host}:{settings.port}"
-    logger.info("Flowyard server on %s (API %s/api, database %s)", url, url, db_label(settings))
+    if tcp:
+        url = f"http://{settings.host}:{settings.port}"
+        logger.info("Flowyard server on %s (API %s/api, database %s)", url, url, db_label(settings))
+    else:
+        logger.info(
+            "Flowyard dispatcher (API for its runs on %s, database %s)",
+            settings.effective_api_socket,
+            db_label(settings),
+        )
     try:
-        asyncio.run(server.serve(sockets=[sock, uds]))
+        asyncio.run(server.serve(sockets=sockets))
     finally:
         with contextlib.suppress(OSError):
             settings.effective_api_socket.unlink()
