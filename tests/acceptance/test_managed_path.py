@@ -14,6 +14,7 @@ package comes from the real index; S3 is moto's server.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -164,7 +165,11 @@ def test_from_git_with_pip_packages_runs_to_completed_with_its_commit(
     assert "loaded total=6" in out
     assert "COMPLETED" in out.upper()
 
-    run = api.list_flow_runs(limit=1).items[0]
+    listed = cli(root, "flow-run", "ls", "--deployment", "etl/nightly", "--output", "json")
+    assert listed.returncode == 0, listed.stderr
+    runs = json.loads(listed.stdout)
+    assert [r["state_type"] for r in runs] == ["COMPLETED"]
+    run = api.read_flow_run(runs[0]["id"])
     assert (run.deployment_name, run.state_type.value) == ("etl/nightly", "COMPLETED")
     assert run.resolved_commit == commit
     assert run.exit_code == 0
