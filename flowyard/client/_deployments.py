@@ -77,3 +77,8 @@ class DeploymentMethods(ResourceMethods):
         return await self._one(
             fr.FlowRun, "POST", path, data, idempotent=data.idempotency_key is not None
         )
+
+    async def claim_served_runs(self, data: dep.ServedClaim) -> list[fr.FlowRun]:
+        """Due runs of served deployments (``flow.serve()``), moved to PENDING for ``data.worker``."""
+        response = await self._send("POST", "/deployments/claim", data)
+        return [fr.FlowRun.model_validate(item) for item in response.json()]

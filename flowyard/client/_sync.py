@@ -151,6 +151,10 @@ class SyncClient(SyncClientBase):
         """
         return self._run(self._client.create_flow_run(deployment_id, data))
 
+    def claim_served_runs(self, data: dep.ServedClaim) -> list[fr.FlowRun]:
+        """Due runs of served deployments (``flow.serve()``), moved to PENDING for ``data.worker``."""
+        return self._run(self._client.claim_served_runs(data))
+
     def create_ad_hoc_flow_run(self, data: fr.AdHocFlowRunCreate) -> fr.FlowRun:
         """Record a run of a flow called directly, not from a deployment (the SDK does this)."""
         return self._run(self._client.create_ad_hoc_flow_run(data))

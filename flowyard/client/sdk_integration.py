@@ -787,12 +787,156 @@ class ApiDeployments:
         return _sdk_flow_run(run, deployment.name)
 
     def serve(self, deployments: Sequence[ServedDeployment], limit: int) -> None:
-        names = ", ".join(d.spec.full_name for d in deployments) or "nothing"
-        raise SDKError(
-            f"serve() ({names}) is not available on this server: deploy the flow to a managed "
-            "work pool with Flow.from_source(...).deploy(work_pool_name=...) instead, "
-            "and the server runs it with no worker to start"
+        """Register the deployments, then run their due runs here until interrupted."""
+        Server(self._clients, deployments, limit).run()
+
+
+# -- serve ------------------------------------------------------------------------------
+
+SERVE_POLL_SECONDS = 1.0
+
+
+def _entrypoint_of(served: ServedDeployment) -> str:
+    """``path.py:function`` of a flow loaded in this process, relative to the current dir."""
+    import inspect
+    from pathlib import Path
+
+    if served.spec.entrypoint:
+        return served.spec.entrypoint
+    fn = served.flow.fn
+    try:
+        path = Path(inspect.getfile(fn)).resolve()
+        relative = path.relative_to(Path.cwd().resolve())
+    except (TypeError, ValueError):
+        relative = Path(Path(inspect.getfile(fn)).name)
+    return f"{relative.as_posix()}:{fn.__name__}"
+
+
+class Server:
+    """``flow.serve()``: this process runs the served deployments' runs, at most ``limit`` at once.
+
+    Each pass claims due runs of these deployments from the API (they belong
+    to no pool, so no dispatcher takes them), runs each in a thread of its own
+    with the SDK recording it, and keeps their heartbeats fresh. Ctrl-C stops
+    claiming and waits for the runs in flight; a second Ctrl-C leaves at once
+    (the server then marks those runs CRASHED when their heartbeats stop).
+    """
+
+    def __init__(
+        self, clients: Callable[[], SyncClient], deployments: Sequence[ServedDeployment], limit: int
+    ) -> None:
+        import socket
+
+        self._clients = clients
+        self._deployments = list(deployments)
+        self._limit = max(1, limit)
+        self._worker = f"serve:{socket.gethostname()}:{os.getpid()}"[:100]
+        self._flows: dict[uuid.UUID, ServedDeployment] = {}
+        self._active: dict[uuid.UUID, threading.Thread] = {}
+        self.stop = threading.Event()
+
+    def register(self) -> None:
+        from flowyard.schemas import deployments as dep
+
+        api = self._clients()
+        for served in self._deployments:
+            spec = served.spec
+            saved = api.upsert_deployment(
+                dep.DeploymentCreate(
+                    flow_name=spec.flow_name,
+                    name=spec.name,
+                    entrypoint=_entrypoint_of(served),
+                    parameters=jsonable(spec.parameters),
+                    parameter_schema=jsonable(spec.parameter_schema or {}),
+                    tags=list(spec.tags),
+                    version=spec.version,
+                    description=spec.description or "",
+                    paused=spec.paused,
+                    schedules=_schedules(spec),
+                )
+            )
+            self._flows[saved.id] = served
+            print(
+                f"Serving '{saved.full_name}'. Start a run with: "
+                f"flowyard deployment run '{saved.full_name}'",
+                flush=True,
+            )
+
+    def run(self) -> None:
+        self.register()
+        try:
+            self.loop()
+        except KeyboardInterrupt:
+            self.stop.set()
+            busy = [t for t in self._active.values() if t.is_alive()]
+            if busy:
+                print(f"Stopping: waiting for {len(busy)} flow run(s) in flight...", flush=True)
+                for thread in busy:
+                    thread.join()
+
+    def loop(self) -> None:
+        next_beat = time.monotonic() + HEARTBEAT_SECONDS
+        while not self.stop.is_set():
+            self._active = {k: t for k, t in self._active.items() if t.is_alive()}
+            free = self._limit - len(self._active)
+            if free > 0:
+                for run in self._claim(free):
+                    self._start(run)
+            if self._active and time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + HEARTBEAT_SECONDS
+                self._beat()
+            self.stop.wait(SERVE_POLL_SECONDS)
+
+    def _claim(self, free: int) -> list[Any]:
+        from flowyard.schemas import deployments as dep
+
+        try:
+            return list(
+                self._clients().claim_served_runs(
+                    dep.ServedClaim(
+                        deployment_ids=list(self._flows), worker=self._worker, limit=free
+                    )
+                )
+            )
+        except ClientError as exc:
+            logger.warning("serve: could not ask the server for runs: %s", exc)
+            return []
+
+    def _beat(self) -> None:
+        from flowyard.schemas.flow_runs import ExecutionReport
+
+        for run_id in list(self._active):
+            try:
+                self._clients().record_execution(run_id, ExecutionReport(heartbeat=True))
+            except ClientError as exc:
+                logger.warning("serve: heartbeat for %s failed: %s", run_id, exc)
+
+    def _start(self, run: Any) -> None:
+        served = self._flows[run.deployment_id]
+        thread = threading.Thread(
+            target=self._execute, args=(served, run), name=f"run-{run.name}", daemon=True
         )
+        self._active[run.id] = thread
+        thread.start()
+
+    def _execute(self, served: ServedDeployment, run: Any) -> None:
+        from flowyard.sdk._flow_engine import run_flow
+
+        try:
+            run_flow(
+                served.flow,
+                run.parameters,
+                flow_run_id=run.id,
+                flow_run_name=run.name,
+                deployment_id=run.deployment_id,
+                deployment_name=served.spec.name,
+            )
+        except Exception as exc:  # the parameters do not fit the flow: fail the run, say why
+            from flowyard.schemas.states import StateCreate, StateType
+
+            self._clients().set_flow_run_state(
+                run.id, StateCreate(type=StateType.FAILED, message=f"could not start: {exc}")
+            )
 
 
 def _sdk_flow_run(run: fr.FlowRun, deployment_name: str | None) -> FlowRun:

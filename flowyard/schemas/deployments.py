@@ -186,3 +186,11 @@ class Deployment(Out):
     @property
     def full_name(self) -> str:
         return f"{self.flow_name}/{self.name}"
+
+
+class ServedClaim(Wire):
+    """A ``flow.serve()`` process asking for due runs of the deployments it serves."""
+
+    deployment_ids: list[uuid.UUID] = Field(min_length=1, max_length=1000)
+    worker: str = Field(min_length=1, max_length=100)
+    limit: int = Field(default=10, ge=1, le=100)

@@ -97,23 +97,30 @@ def ensure_server_integration() -> None:
     with _lock:
         if _checked:
             return
-        _checked = True
-        url = configured_api_url()
-        if not url:
-            return
         try:
-            module = importlib.import_module(SERVER_INTEGRATION_MODULE)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not SERVER_INTEGRATION_MODULE.startswith(exc.name):
-                raise
-            _logger.warning(
-                "A Flowyard server is configured (%s) but this installation has no %s; "
-                "flow runs will not be recorded.",
-                url,
-                SERVER_INTEGRATION_MODULE,
-            )
-            return
-        module.install(url)
+            _install()
+        finally:
+            # Only now: a thread that finds it set must find the seams filled too.
+            _checked = True
+
+
+def _install() -> None:
+    url = configured_api_url()
+    if not url:
+        return
+    try:
+        module = importlib.import_module(SERVER_INTEGRATION_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not SERVER_INTEGRATION_MODULE.startswith(exc.name):
+            raise
+        _logger.warning(
+            "A Flowyard server is configured (%s) but this installation has no %s; "
+            "flow runs will not be recorded.",
+            url,
+            SERVER_INTEGRATION_MODULE,
+        )
+        return
+    module.install(url)
 
 
 def reset_server_integration() -> None:

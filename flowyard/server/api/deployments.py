@@ -38,6 +38,19 @@ async def upsert_deployment(
     return await describe(session, row)
 
 
+@router.post("/claim")
+async def claim_served_runs(
+    data: s.ServedClaim, session: Session, caller: Caller
+) -> list[fr.FlowRun]:
+    """Due runs of served deployments (no pool), moved to PENDING for the serving process."""
+    from flowyard.server.ops import claims
+
+    runs = await claims.claim_served_runs(
+        session, caller, data.deployment_ids, data.worker, limit=data.limit
+    )
+    return await flow_run_queries.describe(session, runs)
+
+
 @router.get("")
 async def list_deployments(
     session: Session,

@@ -94,3 +94,53 @@ async def claim_runs(
             result.waiting.append((run.id, outcome.reason))
     await session.flush()
     return result
+
+
+async def claim_served_runs(
+    session: AsyncSession,
+    principal: Principal,
+    deployment_ids: list[uuid.UUID],
+    worker: str,
+    *,
+    limit: int,
+    now: datetime | None = None,
+) -> list[m.FlowRun]:
+    """Move up to ``limit`` due runs of served deployments to PENDING, for ``worker``.
+
+    Served deployments (``flow.serve()``) belong to no work pool: the process
+    that serves them runs their flows itself, so no compute is metered here.
+    Deployments of another workspace, or in a pool, are ignored.
+    """
+    principal.require_api_key()
+    now = now or datetime.now(UTC)
+    await flow_runs.lock_workspace(session, principal.workspace_id)
+    query = (
+        select(m.FlowRun)
+        .join(m.Deployment, m.Deployment.id == m.FlowRun.deployment_id)
+        .where(
+            m.FlowRun.deployment_id.in_(deployment_ids),
+            m.Deployment.workspace_id == principal.workspace_id,
+            m.Deployment.work_pool_id.is_(None),
+            m.FlowRun.state_type == StateType.SCHEDULED.value,
+            m.FlowRun.next_scheduled_start_time <= now,
+        )
+        .order_by(m.FlowRun.next_scheduled_start_time, m.FlowRun.created)
+        .limit(limit)
+    )
+    candidates = list(
+        (await session.execute(lock_rows(dialect_of(session), query, skip_locked=True))).scalars()
+    )
+    claimed: list[m.FlowRun] = []
+    for run in candidates:
+        outcome = await flow_runs.set_state(
+            session,
+            principal,
+            run.id,
+            StateCreate(type=StateType.PENDING, message=f"claimed by {worker}"),
+        )
+        if outcome.status is Verdict.ACCEPT:
+            run.dispatcher_id = worker
+            run.heartbeat_at = now
+            claimed.append(run)
+    await session.flush()
+    return claimed

@@ -232,3 +232,49 @@ def test_deploy_reads_the_flows_name_and_schema_from_its_git_source(
     assert "type" not in properties["when"]  # an annotation it cannot read accepts any value
     with pytest.raises(ValidationError, match="rows"):
         sdk.run_deployment("nightly-etl/daily", parameters={"rows": "many"}, timeout=0)
+
+
+def test_serve_runs_the_served_flows_runs_in_this_process(api: SyncClient) -> None:
+    import threading
+    import time
+
+    from flowyard.client.sdk_integration import Server, _LazyClient
+    from flowyard.schemas import flow_runs as fr
+    from flowyard.sdk._deployments import ServedDeployment, build_spec
+
+    seen: list[int] = []
+
+    @flow(name=f"served-{uuid.uuid4().hex[:6]}")
+    def served(n: int = 1) -> int:
+        seen.append(n)
+        get_run_logger().info("served run with n=%d", n)
+        return n * 2
+
+    spec = build_spec(served, "here", parameters={"n": 2})
+    server = Server(_LazyClient(), [ServedDeployment(spec=spec, flow=served)], limit=2)
+    server.register()
+    loop = threading.Thread(target=server.loop, daemon=True)
+    loop.start()
+    try:
+        deployment = api.read_deployment_by_name(f"{served.name}/here")
+        assert deployment.work_pool_name is None
+        runs = [
+            api.create_flow_run(deployment.id, fr.FlowRunCreate(parameters={"n": n})).id
+            for n in (3, 4, 5)
+        ]
+        deadline = time.monotonic() + 60
+        states: list[str] = []
+        while time.monotonic() < deadline:
+            states = [api.read_flow_run(r).state_type.value for r in runs]
+            if all(s == "COMPLETED" for s in states):
+                break
+            time.sleep(0.1)
+    finally:
+        server.stop.set()
+        loop.join(10)
+    assert states == ["COMPLETED"] * 3
+    assert sorted(seen) == [3, 4, 5]
+    logs = [line.message for line in api.read_logs(runs[0]).items]
+    assert "served run with n=3" in logs
+    claimed = api.read_flow_run_states(runs[0])
+    assert [s.type.value for s in claimed] == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]
