@@ -85,6 +85,32 @@ class _Turn:
         return self._lock
 
 
+@asynccontextmanager
+async def _transaction(
+    factory: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """Commit on success, roll back on error, and always give the connection back clean.
+
+    The rollback and close run shielded from cancellation: a request cancelled
+    mid-transaction (a client that hung up) must not leave its connection in
+    the pool holding the database's write lock.
+    """
+    import anyio
+
+    session = factory()
+    try:
+        await session.begin()
+        yield session
+        await session.commit()
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await session.rollback()
+        raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            await session.close()
+
+
 @dataclass(frozen=True)
 class Database:
     """One engine and its session factory."""
@@ -106,7 +132,7 @@ class Database:
         """A session whose transaction commits on success and rolls back on error."""
         turn = self._turn
         if turn is None:
-            async with self.sessions() as session, session.begin():
+            async with _transaction(self.sessions) as session:
                 yield session
             return
         task = asyncio.current_task()
@@ -118,7 +144,7 @@ class Database:
         async with turn.lock():
             turn.owner = task
             try:
-                async with self.sessions() as session, session.begin():
+                async with _transaction(self.sessions) as session:
                     yield session
             finally:
                 turn.owner = None
