@@ -78,6 +78,24 @@ def drop_pg_database(name: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free local port for the whole session: a real S3 API."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A PostgreSQL database for this test session, migrated to head."""
     name = f"flowyard_test_{uuid.uuid4().hex[:10]}"

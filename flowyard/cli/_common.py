@@ -169,3 +169,9 @@ def state_style(state: str) -> str:
         "SCHEDULED": "white",
         "PAUSED": "magenta",
     }.get(state, "white")
+
+
+def confirm_or_exit(question: str, yes: bool) -> None:
+    """Ask before a destructive command unless --yes; a "no" exits 1."""
+    if not yes and not typer.confirm(question):
+        raise typer.Exit(1)

@@ -10,6 +10,7 @@ import typer
 from flowyard.cli._common import (
     check_output,
     client,
+    confirm_or_exit,
     details,
     local_time,
     output_option,
@@ -251,7 +252,6 @@ def delete(
 ) -> None:
     """Delete a deployment."""
     deployment = read_deployment(name)
-    if not yes and not typer.confirm(f"Delete deployment {deployment.full_name!r}?"):
-        raise typer.Exit(1)
+    confirm_or_exit(f"Delete deployment {deployment.full_name!r}?", yes)
     client().delete_deployment(deployment.id)
     typer.echo(f"Deleted deployment {deployment.full_name!r}.")

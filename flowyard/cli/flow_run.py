@@ -11,6 +11,7 @@ import typer
 from flowyard.cli._common import (
     check_output,
     client,
+    confirm_or_exit,
     details,
     duration,
     local_time,
@@ -217,7 +218,6 @@ def delete(
 ) -> None:
     """Delete a finished run with its logs and task runs."""
     run = _read(run_id)
-    if not yes and not typer.confirm(f"Delete flow run {run.name!r}?"):
-        raise typer.Exit(1)
+    confirm_or_exit(f"Delete flow run {run.name!r}?", yes)
     client().delete_flow_run(run.id)
     typer.echo(f"Deleted flow run {run.name!r}.")

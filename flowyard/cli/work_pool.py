@@ -11,6 +11,7 @@ import typer
 from flowyard.cli._common import (
     check_output,
     client,
+    confirm_or_exit,
     details,
     local_time,
     output_option,
@@ -197,8 +198,7 @@ def delete(
 ) -> None:
     """Delete a work pool."""
     _read(name)
-    if not yes and not typer.confirm(f"Delete work pool {name!r}?"):
-        raise typer.Exit(1)
+    confirm_or_exit(f"Delete work pool {name!r}?", yes)
     client().delete_work_pool(name)
     typer.echo(f"Deleted work pool {name!r}.")
 

@@ -28,7 +28,7 @@ import pytest
 from flowyard.client import SyncClient, get_sync_client
 from flowyard.execution.host import probe_host
 from tests.acceptance.git_server import GitRemote, serve_directory
-from tests.acceptance.server_process import FLOWYARD, ServerProcess, free_port, running_server
+from tests.acceptance.server_process import FLOWYARD, ServerProcess, running_server
 from tests.conftest import missing_feature
 
 ETL = """
@@ -54,19 +54,6 @@ def etl(n: int = 3) -> int:
     print(f"loaded total={total}")
     return total
 """
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -249,12 +236,12 @@ def test_requirements_txt_through_a_flowyard_yaml_pull_step(
 
 
 def test_an_s3_source_runs_to_completed(
-    root: Path, moto_endpoint: str, pool: str, api: SyncClient
+    root: Path, s3_endpoint: str, pool: str, api: SyncClient
 ) -> None:
     import s3fs
 
     fs = s3fs.S3FileSystem(
-        key="testing", secret="testing", client_kwargs={"endpoint_url": moto_endpoint}
+        key="testing", secret="testing", client_kwargs={"endpoint_url": s3_endpoint}
     )
     bucket = f"flows-{uuid.uuid4().hex[:8]}"
     fs.mkdir(bucket)
@@ -268,7 +255,7 @@ def test_an_s3_source_runs_to_completed(
             "s3://{bucket}/etl",
             key="testing",
             secret="testing",
-            client_kwargs={{"endpoint_url": "{moto_endpoint}"}},
+            client_kwargs={{"endpoint_url": "{s3_endpoint}"}},
         )
         flow.from_source(storage, "flows/etl.py:etl").deploy(
             name="from-s3", work_pool_name="{pool}", job_variables={{"pip_packages": ["six"]}},
@@ -278,7 +265,7 @@ def test_an_s3_source_runs_to_completed(
     )
     assert deployed.returncode == 0, deployed.stderr
     saved = api.read_deployment_by_name("etl/from-s3")
-    assert saved.source["options"] == {"client_kwargs": {"endpoint_url": moto_endpoint}}
+    assert saved.source["options"] == {"client_kwargs": {"endpoint_url": s3_endpoint}}
     assert "testing" not in str(saved.source)  # the credentials went to a secret
     assert saved.source["credentials_secret"] == "source-credentials-etl-from-s3"
     watched = watch(root, "etl/from-s3", "n=3")

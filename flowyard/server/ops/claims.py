@@ -79,21 +79,31 @@ async def claim_runs(
     )
     principal = Principal(workspace_id=pool.workspace_id, kind="api_key", is_admin=True)
     for run in candidates:
-        outcome = await flow_runs.set_state(
-            session,
-            principal,
-            run.id,
-            StateCreate(type=StateType.PENDING, message=f"claimed by {dispatcher_id}"),
-        )
-        if outcome.status is Verdict.ACCEPT:
-            run.dispatcher_id = dispatcher_id
-            run.heartbeat_at = now
+        reason = await _take(session, principal, run, dispatcher_id, now)
+        if reason is None:
             await usage.open_record(session, run, now)
             result.claimed.append(run)
         else:
-            result.waiting.append((run.id, outcome.reason))
+            result.waiting.append((run.id, reason))
     await session.flush()
     return result
+
+
+async def _take(
+    session: AsyncSession, principal: Principal, run: m.FlowRun, claimer: str, now: datetime
+) -> str | None:
+    """PENDING for ``claimer`` through the policy; None when taken, else why it waits."""
+    outcome = await flow_runs.set_state(
+        session,
+        principal,
+        run.id,
+        StateCreate(type=StateType.PENDING, message=f"claimed by {claimer}"),
+    )
+    if outcome.status is not Verdict.ACCEPT:
+        return outcome.reason
+    run.dispatcher_id = claimer
+    run.heartbeat_at = now
+    return None
 
 
 async def claim_served_runs(
@@ -130,17 +140,8 @@ async def claim_served_runs(
     candidates = list(
         (await session.execute(lock_rows(dialect_of(session), query, skip_locked=True))).scalars()
     )
-    claimed: list[m.FlowRun] = []
-    for run in candidates:
-        outcome = await flow_runs.set_state(
-            session,
-            principal,
-            run.id,
-            StateCreate(type=StateType.PENDING, message=f"claimed by {worker}"),
-        )
-        if outcome.status is Verdict.ACCEPT:
-            run.dispatcher_id = worker
-            run.heartbeat_at = now
-            claimed.append(run)
+    claimed = [
+        run for run in candidates if await _take(session, principal, run, worker, now) is None
+    ]
     await session.flush()
     return claimed
