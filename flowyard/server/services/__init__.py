@@ -6,7 +6,7 @@ Each service is an ``async def service(ctx)`` that runs until cancelled;
 
 from __future__ import annotations
 
-from flowyard.server.context import Service
+from flowyard.server.context import ServerContext, Service
 from flowyard.server.services.late_runs import late_runs_service
 from flowyard.server.services.lost_runs import lost_runs_service
 from flowyard.server.services.scheduler import fill_policy, scheduler_service, wake_scheduler
@@ -32,7 +32,14 @@ def default_services(settings: Settings) -> list[Service]:
         fill_policy(settings)  # validate now, not in a background task
         services += [scheduler_service, late_runs_service, lost_runs_service]
     if settings.dispatcher:
-        from flowyard.server.services.dispatcher import dispatcher_service
-
         services.append(dispatcher_service)
     return services
+
+
+async def dispatcher_service(ctx: ServerContext) -> None:
+    """The managed dispatcher, its modules loaded on a thread so the API answers meanwhile."""
+    import asyncio
+    import importlib
+
+    module = await asyncio.to_thread(importlib.import_module, "flowyard.server.services.dispatcher")
+    await module.dispatcher_service(ctx)

@@ -212,7 +212,8 @@ class Dispatcher:
         those runs cannot be resumed; they are marked so nothing stays RUNNING.
         """
         try:
-            self.pipeline.sandbox_for("strict")
+            # Probing the host and preparing disk images takes a while: not on the loop.
+            await asyncio.to_thread(self.pipeline.sandbox_for, "strict")
         except Exception as exc:
             logger.warning(
                 "strict isolation unavailable; managed runs in strict pools will crash "
@@ -285,7 +286,9 @@ def build_pipeline(
 async def dispatcher_service(ctx: ServerContext) -> None:
     """The service ``flowyard server start`` runs (unless --no-dispatcher)."""
     sandboxes: dict[str, sb.Sandbox] = {}
-    dispatcher = Dispatcher(ctx, build_pipeline(ctx, sandboxes), max_runs=host_capacity(ctx))
+    # Off the event loop: the API answers while the execution plane loads.
+    pipeline = await asyncio.to_thread(build_pipeline, ctx, sandboxes)
+    dispatcher = Dispatcher(ctx, pipeline, max_runs=host_capacity(ctx))
     logger.info(
         "managed dispatcher %s on (capacity %d runs)", dispatcher.id, dispatcher.capacity.max_runs
     )
