@@ -214,12 +214,14 @@ async def upsert_task_runs(
             new_rows.append(row)
         elif moved:
             moved_rows.append({"id": task_id, **{c: row[c] for c in _MUTABLE}})
+    # Core inserts (executemany), not the ORM's bulk path: a batch of 1,000 task
+    # runs with 3,000 states is the hot path of every recorded flow.
     if new_rows:
-        await session.execute(insert(m.TaskRun), new_rows)
+        await session.execute(insert(m.TaskRun.__table__), new_rows)
     if moved_rows:
         await session.execute(update(m.TaskRun), moved_rows)
     if history:
-        await session.execute(insert(m.TaskRunState), history)
+        await session.execute(insert(m.TaskRunState.__table__), history)
     result.created = len(new_rows)
     result.updated = len(moved_rows)
     result.states_written = len(history)
