@@ -27,9 +27,9 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import Table, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas import task_runs as s
@@ -161,6 +161,10 @@ def _group(
     return groups
 
 
+_TASK_RUNS = cast("Table", m.TaskRun.__table__)
+_TASK_RUN_STATES = cast("Table", m.TaskRunState.__table__)
+
+
 async def upsert_task_runs(
     session: AsyncSession, principal: Principal, batch: s.TaskRunBatch
 ) -> s.TaskRunBatchResult:
@@ -217,11 +221,11 @@ async def upsert_task_runs(
     # Core inserts (executemany), not the ORM's bulk path: a batch of 1,000 task
     # runs with 3,000 states is the hot path of every recorded flow.
     if new_rows:
-        await session.execute(insert(m.TaskRun.__table__), new_rows)
+        await session.execute(insert(_TASK_RUNS), new_rows)
     if moved_rows:
         await session.execute(update(m.TaskRun), moved_rows)
     if history:
-        await session.execute(insert(m.TaskRunState.__table__), history)
+        await session.execute(insert(_TASK_RUN_STATES), history)
     result.created = len(new_rows)
     result.updated = len(moved_rows)
     result.states_written = len(history)
