@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowyard.errors import FlowyardError
 from flowyard.execution import sandbox as sb
@@ -40,10 +40,16 @@ from flowyard.execution.jobs import RunJob, RunRecorder
 from flowyard.schemas.flow_runs import ExecutionReport
 from flowyard.schemas.states import StateCreate, StateType
 
+if TYPE_CHECKING:
+    from flowyard.execution.egress import EgressProxy
+
 logger = logging.getLogger("flowyard.execution")
 
 GIB = 1024**3
 CANCEL_GRACE_SECONDS = 10.0
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+# A run's own local services (a test server it starts, say) are not the proxy's business.
+NO_PROXY = "localhost,127.0.0.1,::1"
 
 
 class UserInputError(FlowyardError):
@@ -79,12 +85,16 @@ class RunPipeline:
         sandbox_for: Callable[[str], sb.Sandbox],
         environments: EnvironmentBuilder,
         runtimes: RuntimeRegistry,
+        *,
+        egress: EgressProxy | None = None,
     ) -> None:
         self.config = config
         self.recorder = recorder
         self.sandbox_for = sandbox_for
         self.environments = environments
         self.runtimes = runtimes
+        # The server's egress proxy, where runs with network "egress" go out; None: no egress.
+        self.egress = egress
 
     async def execute(self, job: RunJob) -> None:
         """Run ``job`` to its end. Never raises: every failure ends up on the run."""
@@ -266,6 +276,24 @@ class RunPipeline:
                 "PYTHONDONTWRITEBYTECODE": "1",
             }
         )
+        try:
+            network = sb.NetworkMode(str(jv.get("network", "none")))
+        except ValueError:
+            raise UserInputError(
+                f"job variables: network must be 'none' or 'egress', not {jv.get('network')!r}"
+            ) from None
+        egress_socket = None
+        if network is sb.NetworkMode.EGRESS:
+            if self.egress is None:
+                raise InfrastructureError(
+                    "network 'egress' is unavailable: this server's egress proxy is not running "
+                    "(its log says why)"
+                )
+            egress_socket = self.egress.socket_path
+            for name in PROXY_VARIABLES:
+                env.setdefault(name, sb.Placeholder.EGRESS_PROXY.value)
+            env.setdefault("NO_PROXY", NO_PROXY)
+            env.setdefault("no_proxy", NO_PROXY)
         limits = sb.Limits(
             cpus=float(jv.get("cpu", 4.0)),
             memory_bytes=int(float(jv.get("memory_gib", 16.0)) * GIB),
@@ -281,7 +309,8 @@ class RunPipeline:
             sdk_dir=Path(ready.sdk_path),
             workdir_source=prepared.workdir,
             api_socket=self.config.api_socket,
-            network=sb.NetworkMode(str(jv.get("network", "none"))),
+            network=network,
+            egress_proxy_socket=egress_socket,
             limits=limits,
         )
 
@@ -297,6 +326,10 @@ class RunPipeline:
         except sb.SandboxError as exc:
             raise InfrastructureError(f"sandbox could not start: {exc}") from None
         await self._log(job, f"sandbox started in {time.monotonic() - t0:.2f} s")
+        if spec.egress_proxy_socket is not None and self.egress is not None:
+            await self._log(
+                job, f"network: egress through the server's proxy; {self.egress.describe()}"
+            )
         await self.recorder.report(
             job.run_id,
             ExecutionReport(
@@ -310,6 +343,11 @@ class RunPipeline:
             result = await handle.wait()
         finally:
             watcher.cancel()
+        if spec.egress_proxy_socket is not None and self.egress is not None:
+            usage = self.egress.take_usage(spec.run_id)
+            await self._log(
+                job, usage.summary(), logging.WARNING if usage.refused else logging.INFO
+            )
         await self._after_exit(job, handle, result, started)
 
     async def _watch_cancellation(self, job: RunJob, handle: sb.SandboxHandle) -> None:

@@ -190,6 +190,22 @@ class LocalSandbox:
             raise SandboxError(f"cannot prepare the sandbox of run {spec.run_id}: {exc}") from exc
         return LocalHandle(spec, started, self._pool)
 
+    @staticmethod
+    def run_of_process(pid: int) -> str | None:
+        """The run id of the strict sandbox ``pid`` runs in, from its cgroup; ``None`` if none.
+
+        The egress proxy tells runs apart by the pid of the process connecting to it.
+        """
+        try:
+            lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            name = line.rpartition("/")[2]
+            if name.startswith(CGROUP_PREFIX):
+                return name[len(CGROUP_PREFIX) :]
+        return None
+
     def reclaim_leftovers(self) -> list[str]:
         """Kill and remove runs left by a previous server process; returns their run ids."""
         reclaimed: list[str] = []

@@ -37,6 +37,7 @@ from flowyard.server.services.lost_runs import HEARTBEAT_SECONDS
 
 if TYPE_CHECKING:
     from flowyard.execution import sandbox as sb
+    from flowyard.execution.egress import EgressProxy
 
 logger = logging.getLogger("flowyard.dispatcher")
 
@@ -239,12 +240,15 @@ class Dispatcher:
 
 
 def build_pipeline(
-    ctx: ServerContext, sandboxes: dict[str, sb.Sandbox] | None = None
+    ctx: ServerContext,
+    sandboxes: dict[str, sb.Sandbox] | None = None,
+    egress: EgressProxy | None = None,
 ) -> RunPipeline:
     """The execution plane with this server's settings: local sandboxes, uv, git.
 
     ``sandboxes`` receives the sandboxes as they are built, so that the caller
     can close them (unmounting their spare disk images) when it stops.
+    ``egress`` is the running egress proxy for runs with network ``egress``.
     """
     from flowyard.execution import sandbox as sb
     from flowyard.execution.environments import EnvironmentBuilder, IndexSettings, RuntimeRegistry
@@ -280,22 +284,47 @@ def build_pipeline(
         sandbox_for,
         EnvironmentBuilder(cache / "environments", index=index),
         RuntimeRegistry.from_settings(settings.runtimes),
+        egress=egress,
     )
+
+
+async def start_egress_proxy(ctx: ServerContext) -> EgressProxy | None:
+    """The egress proxy of this server's settings, listening; ``None`` (and why, logged) if not.
+
+    A bad egress setting costs only the runs that ask for egress (they crash
+    saying the proxy is not running), not every managed run.
+    """
+    from flowyard.errors import ConfigurationError
+    from flowyard.execution import sandbox as sb
+    from flowyard.execution.egress import EgressProxy
+
+    try:
+        proxy = EgressProxy.from_settings(ctx.settings, identify=sb.LocalSandbox.run_of_process)
+        await proxy.start()
+    except (ConfigurationError, OSError) as exc:
+        logger.error("egress proxy not started, runs with network 'egress' will crash: %s", exc)
+        return None
+    return proxy
 
 
 async def dispatcher_service(ctx: ServerContext) -> None:
     """The service ``flowyard server start`` runs (unless --no-dispatcher)."""
     sandboxes: dict[str, sb.Sandbox] = {}
-    # Off the event loop: the API answers while the execution plane loads.
-    pipeline = await asyncio.to_thread(build_pipeline, ctx, sandboxes)
-    dispatcher = Dispatcher(ctx, pipeline, max_runs=host_capacity(ctx))
-    logger.info(
-        "managed dispatcher %s on (capacity %d runs)", dispatcher.id, dispatcher.capacity.max_runs
-    )
+    egress = await start_egress_proxy(ctx)
     try:
+        # Off the event loop: the API answers while the execution plane loads.
+        pipeline = await asyncio.to_thread(build_pipeline, ctx, sandboxes, egress)
+        dispatcher = Dispatcher(ctx, pipeline, max_runs=host_capacity(ctx))
+        logger.info(
+            "managed dispatcher %s on (capacity %d runs)",
+            dispatcher.id,
+            dispatcher.capacity.max_runs,
+        )
         await dispatcher.serve()
     finally:
         for sandbox in sandboxes.values():
             close = getattr(sandbox, "close", None)
             if close is not None:
                 await asyncio.to_thread(close)
+        if egress is not None:
+            await egress.close()
