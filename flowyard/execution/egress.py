@@ -143,7 +143,8 @@ class AllowList:
         kind = non_public_kind(address)
         named = any(not rule.deny and rule.names_address(address, port) for rule in self.rules)
         if kind is not None and not named:
-            return f"{address}, a {kind} address"
+            article = "an" if kind[0] in "aeiou" else "a"
+            return f"{address}, {article} {kind} address"
         return None
 
     def describe(self) -> str:
@@ -158,13 +159,15 @@ def parse_rule(entry: str) -> Rule:
     body = text[1:].strip() if deny else text
     try:
         host, ports = _split_host_port(body)
-        host = host.lower().rstrip(".")
+        host = host.lower()
         if host == "*":
             return Rule(text, name="*", ports=ports, deny=deny)
         if host.startswith("*."):
-            if not _NAME.match(host[2:]):
+            suffix = host[2:].rstrip(".")
+            if not _NAME.match(suffix):
                 raise ValueError(host)
-            return Rule(text, name=host[1:], ports=ports, deny=deny)
+            return Rule(text, name=f".{suffix}", ports=ports, deny=deny)
+        host = host.rstrip(".")
         try:
             network = ipaddress.ip_network(host, strict=False)
         except ValueError:
@@ -208,10 +211,10 @@ def non_public_kind(address: Address) -> str | None:
     address = _unmapped(address)
     for kind, flag in (
         ("loopback", address.is_loopback),
-        ("link-local", address.is_link_local),
-        ("private", address.is_private),
-        ("multicast", address.is_multicast),
         ("unspecified", address.is_unspecified),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
         ("reserved", address.is_reserved),
     ):
         if flag:
