@@ -557,7 +557,7 @@ class EgressProxy:
             try:
                 return await self._connect(str(address), port)
             except OSError as exc:
-                failures.append(f"{address}: {exc.strerror or exc}")
+                failures.append(f"{address}: {exc.strerror or exc or type(exc).__name__}")
         raise _Refusal(
             502,
             "Bad Gateway",
@@ -576,7 +576,10 @@ class EgressProxy:
             if self._upstream is not None:
                 return []  # the upstream proxy resolves names this host cannot
             raise _Refusal(
-                502, "Bad Gateway", f"cannot resolve {host}: {exc}\n", note="cannot resolve"
+                502,
+                "Bad Gateway",
+                f"cannot resolve {host}: {exc or type(exc).__name__}\n",
+                note="cannot resolve",
             ) from None
         found: list[Address] = []
         for info in infos:
@@ -625,7 +628,8 @@ class EgressProxy:
             raise _Refusal(
                 502,
                 "Bad Gateway",
-                f"cannot connect to the upstream proxy {up.host}:{up.port}: {exc}\n",
+                f"cannot connect to the upstream proxy {up.host}:{up.port}: "
+                f"{exc.strerror or exc or type(exc).__name__}\n",
                 note="upstream proxy unreachable",
             ) from None
         if not tunnel:
