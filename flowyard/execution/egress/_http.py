@@ -124,17 +124,24 @@ async def splice(
     *,
     sent: Callable[[int], None],
     received: Callable[[int], None],
+    response_head: Callable[[bytes], bytes] | None = None,
 ) -> None:
-    """Copy both ways until the far end is done (then give the run a moment to finish)."""
+    """Copy both ways until the far end is done (then give the run a moment to finish).
+
+    With ``response_head``, the far end's first head is read and passed through
+    it before anything else reaches the run (a request body flows meanwhile).
+    """
     outgoing = asyncio.create_task(pump(client_reader, writer, sent))
-    incoming = asyncio.create_task(pump(reader, client_writer, received))
     try:
-        await incoming
+        if response_head is not None:
+            head = response_head(await read_response_head(reader))
+            client_writer.write(head)
+            received(len(head))
+        await pump(reader, client_writer, received)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(outgoing), 5)
     finally:
         outgoing.cancel()
-        incoming.cancel()
 
 
 async def pump(

@@ -29,7 +29,6 @@ from flowyard.execution.egress._http import (
     join,
     parse_request,
     read_head,
-    read_response_head,
     splice,
 )
 from flowyard.execution.sandbox import format_bytes
@@ -41,6 +40,7 @@ logger = logging.getLogger("flowyard.egress")
 
 CONNECT_TIMEOUT = 10.0
 KEPT_REFUSALS = 20
+KEPT_RUNS = 10_000
 
 
 def socket_path_for(settings: Settings) -> Path:
@@ -212,7 +212,7 @@ class EgressProxy:
         if task is not None:
             self._handlers.add(task)
         run_id = self._run_of(writer)
-        usage = self._usage.setdefault(run_id, EgressUsage()) if run_id else EgressUsage()
+        usage = self._usage_of(run_id)
         usage.connections += 1
         upstream: asyncio.StreamWriter | None = None
         try:
@@ -227,21 +227,19 @@ class EgressProxy:
                     writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 else:
                     upstream.write(head)
-                    usage.bytes_sent += len(head)
-                    response = close_after(await read_response_head(up_reader))
-                    writer.write(response)
-                    usage.bytes_received += len(response)
+                    usage.add_sent(len(head))
+                await splice(
+                    reader,
+                    writer,
+                    up_reader,
+                    upstream,
+                    sent=usage.add_sent,
+                    received=usage.add_received,
+                    response_head=None if head is None else close_after,
+                )
             except Refusal as refusal:
                 refusal.note = f"{host}:{port} ({refusal.note})"
                 raise
-            await splice(
-                reader,
-                writer,
-                up_reader,
-                upstream,
-                sent=usage.add_sent,
-                received=usage.add_received,
-            )
         except Refusal as refusal:
             self._refuse(writer, refusal, run_id, usage)
         except (
@@ -257,6 +255,14 @@ class EgressProxy:
                     end.close()
             if task is not None:
                 self._handlers.discard(task)
+
+    def _usage_of(self, run_id: str | None) -> EgressUsage:
+        if run_id is None:
+            return EgressUsage()
+        if run_id not in self._usage and len(self._usage) >= KEPT_RUNS:
+            # Runs whose usage nobody took (their pipeline died): forget the oldest.
+            del self._usage[next(iter(self._usage))]
+        return self._usage.setdefault(run_id, EgressUsage())
 
     def _run_of(self, writer: asyncio.StreamWriter) -> str | None:
         if self._identify is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import tempfile
 import uuid
@@ -48,10 +49,12 @@ async def service() -> AsyncIterator[LocalService]:
             writer.close()
             return
         line = head.split(b"\r\n")[0].decode()
+        length = re.search(rb"\r\ncontent-length: *(\d+)", head, re.IGNORECASE)
+        sent = await reader.readexactly(int(length.group(1))) if length else b""
         peer = writer.get_extra_info("peername")[0]
         made.requests.append(line)
         made.peers.append(peer)
-        body = f"hello {peer}: {line}".encode()
+        body = f"hello {peer}: {line}".encode() + (b" with " + sent if sent else b"")
         writer.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nKeep-Alive: timeout=5\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode()

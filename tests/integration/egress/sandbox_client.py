@@ -2,6 +2,7 @@
 
 ``argv[1]`` is a JSON list of actions:
 ``["get", url]`` through ``HTTP(S)_PROXY`` with urllib, as a run's code would;
+``["post", url, text]`` the same with a request body;
 ``["tunnel", "host:port", path]`` a raw ``CONNECT``, then ``GET path`` through it;
 ``["direct", port]`` a TCP connection straight to ``127.0.0.1:port``.
 """
@@ -15,14 +16,18 @@ import urllib.parse
 import urllib.request
 
 
-def get(url):
+def get(url, data=None):
     try:
-        with urllib.request.urlopen(url, timeout=15) as response:
+        with urllib.request.urlopen(url, data=data, timeout=15) as response:
             return {"status": response.status, "body": response.read().decode()}
     except urllib.error.HTTPError as exc:
         return {"status": exc.code, "reason": exc.reason, "body": exc.read().decode()}
     except (urllib.error.URLError, OSError) as exc:
         return {"error": str(getattr(exc, "reason", exc))}
+
+
+def post(url, text):
+    return get(url, text.encode())
 
 
 def tunnel(target, path):
@@ -52,6 +57,6 @@ def direct(port):
         return {"connected": False, "error": type(exc).__name__}
 
 
-ACTIONS = {"get": get, "tunnel": tunnel, "direct": direct}
+ACTIONS = {"get": get, "post": post, "tunnel": tunnel, "direct": direct}
 for name, *args in json.loads(sys.argv[1]):
     print("RESULT", json.dumps({"action": [name, *args], **ACTIONS[name](*args)}), flush=True)

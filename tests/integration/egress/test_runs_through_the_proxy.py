@@ -25,6 +25,7 @@ async def test_an_address_on_the_list_is_reached_by_connect_and_by_plain_http(
         [
             ["tunnel", f"127.0.0.1:{service.port}", "/through-a-tunnel"],
             ["get", f"http://127.0.0.1:{service.port}/plain?q=1"],
+            ["post", f"http://127.0.0.1:{service.port}/upload", "a request body"],
         ],
         proxy=proxy,
     )
@@ -32,9 +33,14 @@ async def test_an_address_on_the_list_is_reached_by_connect_and_by_plain_http(
     assert "hello 127.0.0.1: GET /through-a-tunnel HTTP/1.1" in tries[0]["rest"]
     assert tries[1]["status"] == 200
     assert tries[1]["body"] == "hello 127.0.0.1: GET /plain?q=1 HTTP/1.1"
-    assert service.requests == ["GET /through-a-tunnel HTTP/1.1", "GET /plain?q=1 HTTP/1.1"]
+    assert tries[2]["body"] == "hello 127.0.0.1: POST /upload HTTP/1.1 with a request body"
+    assert service.requests == [
+        "GET /through-a-tunnel HTTP/1.1",
+        "GET /plain?q=1 HTTP/1.1",
+        "POST /upload HTTP/1.1",
+    ]
     usage = proxy.take_usage(tries.run_id)
-    assert (usage.connections, usage.refused) == (2, 0)
+    assert (usage.connections, usage.refused) == (3, 0)
     assert usage.bytes_received > 2 * len("hello 127.0.0.1: GET /plain?q=1 HTTP/1.1")
     assert usage.bytes_sent > 0
 
