@@ -116,11 +116,27 @@ class Settings(BaseSettings):
     isolation: Literal["strict", "none"] = Field(
         default="strict", description="Default isolation mode of new managed pools."
     )
-    host_cpus: float = Field(default=0.0, description="Capacity for admission; 0 = derive.")
-    host_memory_bytes: int = Field(default=0, description="Capacity for admission; 0 = derive.")
-    egress_allow: list[str] = Field(default_factory=list, description="Hosts runs may reach.")
-    egress_source_address: str = Field(default="", description="Outbound source address.")
-    egress_upstream_proxy: str = Field(default="", description="Upstream proxy for egress.")
+    host_cpus: float = Field(
+        default=0.0, ge=0, description="Cores for admission (8 runs per core); 0 = the host's."
+    )
+    host_memory_bytes: int = Field(
+        default=0,
+        ge=0,
+        description="Memory all managed runs together may use (their parent cgroup's limit); "
+        "0 = the host's (or the server's cgroup limit) less a reserve of 10%, 512 MiB to 4 GiB.",
+    )
+    egress_allow: list[str] = Field(
+        default_factory=list,
+        description="Hosts runs with network 'egress' may reach, besides PyPI and the "
+        "configured indexes: host, *.suffix, IP, CIDR, with :port; !entry denies.",
+    )
+    egress_source_address: str = Field(
+        default="", description="Local IP every outbound run connection is bound to."
+    )
+    egress_upstream_proxy: str = Field(
+        default="",
+        description="http://[user:password@]host:port carrying every allowed run connection.",
+    )
     result_max_bytes: int = Field(
         default=10 * 1024**2, ge=1, description="Largest single object in the result store."
     )

@@ -28,7 +28,7 @@ def doctor(
     checks += [_tool_check("git", "apt-get install git")]
     checks += [_uv_check()]
     checks += host_checks()
-    checks += [_disk_check(settings)]
+    checks += [_runs_memory_check(settings), _disk_check(settings)]
     failed = 0
     for check in checks:
         mark = typer.style("ok  ", fg="green") if check.ok else typer.style("FAIL", fg="red")
@@ -40,6 +40,26 @@ def doctor(
     if failed:
         typer.echo(f"{failed} check(s) failed.")
         raise typer.Exit(1)
+
+
+def _runs_memory_check(settings: Settings) -> Check:
+    """The memory all runs together may use, and how much of it they use now."""
+    from flowyard.execution.host import Check
+    from flowyard.execution.sandbox import format_bytes, memory_pressure
+    from flowyard.execution.sandbox._budget import default_budget, host_memory_bytes
+
+    total = host_memory_bytes()
+    budget = settings.host_memory_bytes or default_budget(total, None)
+    source = "setting host_memory_bytes" if settings.host_memory_bytes else "host less reserve"
+    held = memory_pressure(None)
+    detail = f"{format_bytes(budget)} for all runs together ({source}; host {format_bytes(total)})"
+    return Check(
+        "memory for runs",
+        held is None,
+        detail + (f"; new runs wait: {held}" if held else ""),
+        "free memory on the host" if held else "",
+        required=False,
+    )
 
 
 def _python_check() -> Check:

@@ -8,6 +8,7 @@ for a :class:`SandboxResult` whose ``crash_reason`` is ready to show a user.
 
 from __future__ import annotations
 
+from flowyard.execution.sandbox._budget import RunsBudget, memory_pressure
 from flowyard.execution.sandbox._errors import (
     InvalidSandboxSpec,
     IsolationUnavailable,
@@ -55,6 +56,7 @@ __all__ = [
     "MiB",
     "NetworkMode",
     "Placeholder",
+    "RunsBudget",
     "Sandbox",
     "SandboxError",
     "SandboxHandle",
@@ -63,4 +65,5 @@ __all__ = [
     "SandboxStats",
     "format_bytes",
     "format_duration",
+    "memory_pressure",
 ]

@@ -30,11 +30,16 @@ class FakeSandbox:
         (self._state / "runs").mkdir(parents=True, exist_ok=True)
         self._scripts: dict[str, tuple[SandboxResult, float]] = {}
         self.started: list[SandboxSpec] = []
+        self.memory_pressure: str | None = None
 
     @property
     def isolation(self) -> Isolation:
         """Always ``none``: nothing is isolated."""
         return "none"
+
+    def pressure(self) -> str | None:
+        """``memory_pressure``, which tests set to hold runs back."""
+        return self.memory_pressure
 
     def script(self, run_id: str, result: SandboxResult, *, duration: float = 0.0) -> None:
         """The next start of ``run_id`` ends with ``result`` after ``duration`` seconds."""

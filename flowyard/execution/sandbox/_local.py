@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -34,6 +35,8 @@ from pathlib import Path
 
 from flowyard.execution.host import SANDBOX_UID, CgroupLayout, HostCapabilities, probe_host
 from flowyard.execution.sandbox import _bwrap, _unconfined
+from flowyard.execution.sandbox._budget import PARENT as RUNS_PARENT
+from flowyard.execution.sandbox._budget import RunsBudget, memory_pressure
 from flowyard.execution.sandbox._cgroups import RunCgroup
 from flowyard.execution.sandbox._egress import bridge_command
 from flowyard.execution.sandbox._errors import IsolationUnavailable, SandboxError
@@ -81,7 +84,9 @@ class LocalSandbox:
     rlimits, deadline) and logs that nothing is isolated. ``state_dir`` holds
     disk images and per-run directories, and belongs to this sandbox alone
     while it is open; ``cgroup_parent`` is where run cgroups go in each
-    hierarchy (default: this process's own cgroup). Call :meth:`close` at
+    hierarchy (default: this process's own cgroup), inside the ``runs_cgroup``
+    that caps all runs together at ``runs_memory_bytes`` (default: derived from
+    the host, see :mod:`._budget`). Call :meth:`close` at
     shutdown; runs still going are left running (see :meth:`reclaim_leftovers`).
     """
 
@@ -95,6 +100,8 @@ class LocalSandbox:
         cgroup_parent: str | None = None,
         images_per_size: int = 2,
         capabilities: HostCapabilities | None = None,
+        runs_memory_bytes: int | None = None,
+        runs_cgroup: str = RUNS_PARENT,
     ) -> None:
         if isolation not in ("strict", "none"):
             raise SandboxError(f"isolation must be 'strict' or 'none', not {isolation!r}")
@@ -110,6 +117,7 @@ class LocalSandbox:
         self._pool: ImagePool | None = None
         self._tools: _Tools | None = None
         self._slots: SlotPool | None = None
+        self._budget: RunsBudget | None = None
         if isolation == "none":
             logger.warning("sandbox isolation is 'none': %s", self.describe())
             self.reclaimed = tuple(self.reclaim_leftovers())
@@ -118,20 +126,26 @@ class LocalSandbox:
         if missing:
             os.close(self._lock)
             raise IsolationUnavailable(missing)
-        self._tools = _Tools.of(self._caps)
+        tools = _Tools.of(self._caps)
+        try:
+            self._budget = RunsBudget.create(tools.cgroups, runs_memory_bytes, name=runs_cgroup)
+        except SandboxError:
+            os.close(self._lock)
+            raise
+        self._tools = tools = dataclasses.replace(tools, cgroups=self._budget.layout)
         passwd, group = _bwrap.account_files(uid, gid)
         (state_dir / "etc").mkdir(exist_ok=True)
         (state_dir / "etc" / "passwd").write_text(passwd)
         (state_dir / "etc" / "group").write_text(group)
         # Leftover runs first: their processes must be gone before their disks are unmounted.
         self.reclaimed = tuple(self.reclaim_leftovers())
-        remove_idle_slots(self._tools.cgroups)
+        remove_idle_slots(tools.cgroups)
         self._pool = ImagePool(
             state_dir / "images", self._tools.mkfs, uid=uid, gid=gid, keep=images_per_size
         )
-        tail = _bwrap.command_tail(setpriv=self._tools.setpriv, uid=uid, gid=gid)
-        command = [str(self._tools.bwrap), "--args", str(ARGS_FD), *tail]
-        self._slots = SlotPool(self._tools.cgroups, command, keep=images_per_size)
+        tail = _bwrap.command_tail(setpriv=tools.setpriv, uid=uid, gid=gid)
+        command = [str(tools.bwrap), "--args", str(ARGS_FD), *tail]
+        self._slots = SlotPool(tools.cgroups, command, keep=images_per_size)
 
     @property
     def isolation(self) -> Isolation:
@@ -162,6 +176,15 @@ class LocalSandbox:
             "limits, loop-mounted ext4 work dir"
         )
 
+    @property
+    def budget(self) -> RunsBudget | None:
+        """The parent cgroup all strict runs share (``None`` without strict isolation)."""
+        return self._budget
+
+    def pressure(self) -> str | None:
+        """Why a new run should wait for memory now, or ``None`` (see :mod:`._budget`)."""
+        return memory_pressure(self._budget)
+
     def warm(self, storage_bytes: int) -> None:
         """Format disk images of ``storage_bytes`` ahead of the first run that needs them."""
         if self._pool is not None:
@@ -188,7 +211,8 @@ class LocalSandbox:
             )
         except OSError as exc:
             raise SandboxError(f"cannot prepare the sandbox of run {spec.run_id}: {exc}") from exc
-        return LocalHandle(spec, started, self._pool)
+        budget = self._budget.memory_bytes if self._budget is not None else None
+        return LocalHandle(spec, started, self._pool, budget)
 
     @staticmethod
     def run_of_process(pid: int) -> str | None:
@@ -209,9 +233,10 @@ class LocalSandbox:
     def reclaim_leftovers(self) -> list[str]:
         """Kill and remove runs left by a previous server process; returns their run ids."""
         reclaimed: list[str] = []
+        # Under the runs' parent, or directly under ours (servers before the parent existed).
+        layouts = [self._caps.cgroups, self._tools.cgroups if self._tools else None]
         for run_dir in sorted((self._state / "runs").iterdir()):
-            layout = self._caps.cgroups
-            if layout is not None:
+            for layout in filter(None, layouts):
                 dirs = {c: d / f"{CGROUP_PREFIX}{run_dir.name}" for c, d in layout.dirs.items()}
                 existing = {c: d for c, d in dirs.items() if d.exists()}
                 if existing:

@@ -44,9 +44,16 @@ class RunResources:
 class LocalHandle(SupervisedHandle):
     """A run inside bubblewrap, its cgroup and its loop-mounted disk."""
 
-    def __init__(self, spec: SandboxSpec, resources: RunResources, pool: ImagePool) -> None:
+    def __init__(
+        self,
+        spec: SandboxSpec,
+        resources: RunResources,
+        pool: ImagePool,
+        budget_bytes: int | None = None,
+    ) -> None:
         self._res = resources
         self._pool = pool
+        self._budget_bytes = budget_bytes
         self._torn_down = False
         super().__init__(spec.run_id, resources.process, spec.limits)
 
@@ -121,6 +128,7 @@ class LocalHandle(SupervisedHandle):
                 signal=sig,
                 peak_memory_bytes=usage.peak_memory_bytes,
                 oom_killed=oom,
+                budget_bytes=self._budget_bytes,
                 process_limit_hit=usage.pids_limit_hits > 0,
                 storage_full=fs.ever_full,
                 timed_out=self.timed_out,

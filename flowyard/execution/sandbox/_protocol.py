@@ -55,3 +55,7 @@ class Sandbox(Protocol):
     async def start(self, spec: SandboxSpec) -> SandboxHandle:
         """Prepare the sandbox for ``spec`` and start its process."""
         ...
+
+    def pressure(self) -> str | None:
+        """Why a new run should wait for the host's memory now, or ``None`` if it may start."""
+        ...

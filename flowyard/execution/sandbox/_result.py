@@ -30,6 +30,10 @@ class Ending(StrEnum):
     SETUP_FAILED = "setup_failed"
 
 
+# A peak this close to the run's own limit means the run reached it (pages are charged in batches).
+_NEAR = 0.97
+
+
 @dataclass(frozen=True)
 class SandboxStats:
     """A live reading of a running sandbox."""
@@ -80,6 +84,7 @@ class Observation:
     signal: int | None
     peak_memory_bytes: int = 0
     oom_killed: bool = False
+    budget_bytes: int | None = None
     process_limit_hit: bool = False
     storage_full: bool = False
     timed_out: bool = False
@@ -101,6 +106,16 @@ def decide(seen: Observation) -> tuple[Ending, str | None]:
     if seen.oom_killed:
         limit = format_bytes(seen.limits.memory_bytes)
         peak = format_bytes(seen.peak_memory_bytes)
+        if (
+            seen.budget_bytes is not None
+            and seen.peak_memory_bytes < _NEAR * seen.limits.memory_bytes
+        ):
+            # Killed below its own limit: all runs together used up the host's budget.
+            budget = format_bytes(seen.budget_bytes)
+            return Ending.OUT_OF_MEMORY, (
+                f"out of memory: the host's memory for runs ({budget}) was used up by all "
+                f"runs together (this run's peak {peak}, its own limit {limit})"
+            )
         return Ending.OUT_OF_MEMORY, f"out of memory: limit {limit} reached (peak {peak})"
     if seen.process_limit_hit:
         return Ending.PROCESS_LIMIT, f"process limit reached ({seen.limits.pids})"

@@ -45,9 +45,11 @@ STATUS_FD = 4
 _READY_TIMEOUT = 30.0
 _F_SETPIPE_SZ = 1031
 _MAX_PIPE = 1024 * 1024
-# Root, empty environment: join the cgroups, say so, wait for the run's three paths.
+# Root, empty environment: join the cgroups, be the OOM killer's first choice, say so,
+# wait for the run's three paths.
 _WAITER = (
     'for f do if [ "$f" = -- ]; then break; fi; echo $$ > "$f" || exit 125; shift; done; shift; '
+    "echo 1000 > /proc/self/oom_score_adj; "  # a host-wide shortage takes a run, not the server
     "echo ready || exit 125; "
     "IFS= read -r args || exit 0; IFS= read -r status || exit 0; IFS= read -r output || exit 0; "
     f'exec "$@" {ARGS_FD}<"$args" {STATUS_FD}>"$status" >"$output" 2>&1'

@@ -5,7 +5,10 @@ PostgreSQL) and otherwise polls slowly as a fallback; claims due runs of
 managed pools through ``ops.claims`` (so several dispatchers on one
 PostgreSQL never double-start a run); and hands each claimed run to the
 execution pipeline as its own task. Host capacity is admission control: past
-it, runs stay SCHEDULED and say so, so a burst cannot take the host down.
+it (a count of runs, derived from the cores) or while runs use up the host's
+memory for runs (see ``flowyard.execution.sandbox._budget``), runs stay
+SCHEDULED as ``AwaitingCapacity`` saying why, so a burst cannot take the host
+down.
 
 On start it recovers runs left active by a previous server process: they are
 marked CRASHED with that reason (and their compute closed), so nothing sits
@@ -19,6 +22,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -90,12 +94,26 @@ async def _job_for(ctx: ServerContext, run_id: uuid.UUID) -> RunJob | None:
         )
 
 
+def no_pressure() -> str | None:
+    return None
+
+
 class Dispatcher:
-    def __init__(self, ctx: ServerContext, pipeline: RunPipeline, *, max_runs: int) -> None:
+    """Claims due runs of managed pools and executes each; ``pressure`` says why to hold back."""
+
+    def __init__(
+        self,
+        ctx: ServerContext,
+        pipeline: RunPipeline,
+        *,
+        max_runs: int,
+        pressure: Callable[[], str | None] = no_pressure,
+    ) -> None:
         self.ctx = ctx
         self.pipeline = pipeline
         self.id = dispatcher_id(ctx)
         self.capacity = Capacity(max_runs=max_runs)
+        self.pressure = pressure
         self.tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
 
@@ -161,8 +179,13 @@ class Dispatcher:
             pool_ids = await claims.pools_with_due_runs(session)
         for pool_id in pool_ids:
             free = self.capacity.free
-            if free == 0:
-                await self._mark_over_capacity(pool_id)
+            held = (
+                None if free else f"host capacity reached ({len(self.capacity.active)} runs active)"
+            )
+            held = held or self.pressure()
+            if held is not None:
+                for waiting in pool_ids[pool_ids.index(pool_id) :]:
+                    await self._mark_over_capacity(waiting, held)
                 break
             async with self.ctx.db.session() as session:
                 result = await claims.claim_runs(session, pool_id, self.id, limit=free)
@@ -172,8 +195,8 @@ class Dispatcher:
                 started += 1
         return started
 
-    async def _mark_over_capacity(self, pool_id: uuid.UUID) -> None:
-        reason = f"host capacity reached ({len(self.capacity.active)} runs active); queued"
+    async def _mark_over_capacity(self, pool_id: uuid.UUID, why: str) -> None:
+        reason = f"{why}; queued until it frees"
         now = datetime.now(UTC)
         async with self.ctx.db.session() as session:
             query = (
@@ -267,7 +290,9 @@ def build_pipeline(
             mode: sb.Isolation = "none" if isolation == "none" else "strict"
             state = cache / f"sandbox-{mode}"
             state.mkdir(parents=True, exist_ok=True)
-            sandboxes[isolation] = sb.LocalSandbox(state, isolation=mode)
+            sandboxes[isolation] = sb.LocalSandbox(
+                state, isolation=mode, runs_memory_bytes=settings.host_memory_bytes or None
+            )
         return sandboxes[isolation]
 
     index = IndexSettings(
@@ -286,6 +311,20 @@ def build_pipeline(
         RuntimeRegistry.from_settings(settings.runtimes),
         egress=egress,
     )
+
+
+def _pressure_of(sandboxes: dict[str, sb.Sandbox]) -> Callable[[], str | None]:
+    """Memory admission over this server's sandboxes (the host's alone before the first)."""
+    from flowyard.execution.sandbox import memory_pressure
+
+    def pressure() -> str | None:
+        for sandbox in list(sandboxes.values()):
+            reason = sandbox.pressure()
+            if reason is not None:
+                return reason
+        return memory_pressure(None) if not sandboxes else None
+
+    return pressure
 
 
 async def start_egress_proxy(ctx: ServerContext) -> EgressProxy | None:
@@ -314,7 +353,9 @@ async def dispatcher_service(ctx: ServerContext) -> None:
     try:
         # Off the event loop: the API answers while the execution plane loads.
         pipeline = await asyncio.to_thread(build_pipeline, ctx, sandboxes, egress)
-        dispatcher = Dispatcher(ctx, pipeline, max_runs=host_capacity(ctx))
+        dispatcher = Dispatcher(
+            ctx, pipeline, max_runs=host_capacity(ctx), pressure=_pressure_of(sandboxes)
+        )
         logger.info(
             "managed dispatcher %s on (capacity %d runs)",
             dispatcher.id,

@@ -10,9 +10,10 @@ from flowyard.execution.sandbox import FakeSandbox, Sandbox
 PUBLIC = {
     "API_SOCKET_PATH", "EGRESS_PROXY_URL", "ENVIRONMENT_PATH", "RUNTIME_PATH", "SDK_PATH", "TMP_PATH",
     "WORK_PATH", "Bind", "Ending", "FakeSandbox", "GiB", "InvalidSandboxSpec", "Isolation",
-    "IsolationUnavailable", "Limits", "LocalSandbox", "MiB", "NetworkMode", "Placeholder", "Sandbox",
+    "IsolationUnavailable", "Limits", "LocalSandbox", "MiB", "NetworkMode", "Placeholder", "RunsBudget",
+    "Sandbox",
     "SandboxError", "SandboxHandle", "SandboxResult", "SandboxSpec", "SandboxStats", "format_bytes",
-    "format_duration",
+    "format_duration", "memory_pressure",
 }  # fmt: skip
 
 
