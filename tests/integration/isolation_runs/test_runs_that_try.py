@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -104,3 +106,12 @@ def test_a_run_past_its_maximum_run_time_is_crashed_with_that_reason(server: Ser
     ended = server.run("sleep", {"seconds": 60}, **{**SMALL, "max_run_seconds": 2})
     assert ended.state == "CRASHED"
     assert ended.run.state_message == "exceeded the maximum run time of 2s"
+
+
+def test_a_fork_bomb_is_contained_and_the_host_can_still_start_processes(server: Server) -> None:
+    ended = server.run("fork_bomb", {}, **{**SMALL, "memory_gib": 1})
+    assert ended.state == "CRASHED", ended.log
+    assert ended.run.state_message == "process limit reached (4096)", ended.log
+    assert server.process.process.poll() is None
+    assert server.api.check_health()
+    assert subprocess.run([sys.executable, "-c", "pass"], check=False).returncode == 0

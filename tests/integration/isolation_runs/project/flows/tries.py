@@ -75,3 +75,13 @@ def fill_disk() -> None:
 @flow
 def sleep(seconds: float) -> None:
     time.sleep(seconds)
+
+
+@flow
+def fork_bomb() -> None:
+    try:
+        while True:
+            if os.fork() == 0:
+                os.execv("/bin/sleep", ["sleep", "120"])
+    except OSError:
+        os._exit(3)  # as a bomb would: no final state, the sandbox says what happened
