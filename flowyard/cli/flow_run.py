@@ -158,6 +158,10 @@ def inspect(
         ("exit code", "" if run.exit_code is None else str(run.exit_code)),
         ("peak memory", f"{run.peak_memory_bytes / mib:.1f} MiB" if run.peak_memory_bytes else ""),
         ("cpu seconds", f"{run.cpu_seconds:.2f}" if run.cpu_seconds is not None else ""),
+        (
+            "peak storage",
+            f"{run.peak_storage_bytes / mib:.1f} MiB" if run.peak_storage_bytes else "",
+        ),
         ("compute", duration(run.compute_seconds)),
     ]
     if run.crash_reason:

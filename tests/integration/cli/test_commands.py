@@ -13,6 +13,7 @@ import pytest
 
 from flowyard.client import SyncClient
 from flowyard.schemas import deployments as dep
+from flowyard.schemas import flow_runs as fr
 from flowyard.schemas import logs as lg
 from flowyard.schemas.states import StateCreate, StateType
 from tests.acceptance.git_server import git
@@ -309,3 +310,35 @@ def test_help_is_fast_to_load_and_docs_are_current() -> None:
 
     committed = Path(__file__).resolve().parents[3] / "docs" / "cli.md"
     assert committed.read_text() == render(), "docs/cli.md is stale: run `make docs`"
+
+
+def test_flow_run_inspect_shows_what_execution_measured(
+    cli: Cli, api: SyncClient, deployment: dep.Deployment
+) -> None:
+    run_id = cli.json("deployment", "run", deployment.full_name)["id"]
+    report = fr.ExecutionReport(
+        backend="local",
+        exit_code=137,
+        peak_memory_bytes=300 * 1024**2,
+        peak_storage_bytes=12 * 1024**2,
+        cpu_seconds=1.25,
+        crash_reason="out of memory: limit 256 MiB reached (peak 256 MiB)",
+    )
+    api.record_execution(uuid.UUID(run_id), report)
+    shown = cli("flow-run", "inspect", run_id).stdout
+    for line in (
+        "exit code:",
+        "137",
+        "peak memory:",
+        "300.0 MiB",
+        "cpu seconds:",
+        "1.25",
+        "peak storage:",
+        "12.0 MiB",
+        "crash reason:",
+        "out of memory: limit 256 MiB reached",
+    ):
+        assert line in shown, shown
+    as_json = cli.json("flow-run", "inspect", run_id)
+    assert as_json["peak_storage_bytes"] == 12 * 1024**2
+    assert as_json["exit_code"] == 137
