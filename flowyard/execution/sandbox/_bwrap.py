@@ -23,7 +23,9 @@ from pathlib import Path, PurePosixPath
 
 from flowyard.execution.host import system_dirs_args
 from flowyard.execution.sandbox._layout import (
+    API_SOCKET_DIR,
     API_SOCKET_PATH,
+    EGRESS_SOCKET_DIR,
     EGRESS_SOCKET_PATH,
     ENVIRONMENT_PATH,
     RUNTIME_PATH,
@@ -58,6 +60,10 @@ class Mounts:
     tmp_dir: Path
     passwd: Path
     group: Path
+    # Directories holding a link to the API's (egress proxy's) socket, bound instead of
+    # the socket file so that runs reach a restarted server; None: bind the file.
+    api_socket_dir: Path | None = None
+    egress_socket_dir: Path | None = None
 
 
 def bwrap_options(spec: SandboxSpec, mounts: Mounts, *, status_fd: int) -> list[str]:
@@ -92,9 +98,13 @@ def bwrap_options(spec: SandboxSpec, mounts: Mounts, *, status_fd: int) -> list[
         dirs.bind(spec.sdk_dir, SDK_PATH)
     for bind in spec.ro_binds:
         dirs.bind(bind.source, bind.target)
-    if spec.api_socket is not None:
+    if mounts.api_socket_dir is not None:
+        dirs.bind(mounts.api_socket_dir, API_SOCKET_DIR)
+    elif spec.api_socket is not None:
         dirs.bind(spec.api_socket, API_SOCKET_PATH)
-    if spec.egress_proxy_socket is not None:
+    if mounts.egress_socket_dir is not None:
+        dirs.bind(mounts.egress_socket_dir, EGRESS_SOCKET_DIR)
+    elif spec.egress_proxy_socket is not None:
         dirs.bind(spec.egress_proxy_socket, EGRESS_SOCKET_PATH)
     args += ["--bind", str(mounts.work_dir), WORK_PATH, "--bind", str(mounts.tmp_dir), TMP_PATH]
     args += ["--remount-ro", "/", "--chdir", WORK_PATH]

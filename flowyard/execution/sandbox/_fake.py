@@ -41,6 +41,14 @@ class FakeSandbox:
         """``memory_pressure``, which tests set to hold runs back."""
         return self.memory_pressure
 
+    async def adopt(self, run_id: str) -> SandboxHandle | None:
+        """Nothing outlives a fake sandbox's server."""
+        return None
+
+    def release_unadopted(self) -> list[str]:
+        """Nothing to release."""
+        return []
+
     def script(self, run_id: str, result: SandboxResult, *, duration: float = 0.0) -> None:
         """The next start of ``run_id`` ends with ``result`` after ``duration`` seconds."""
         self._scripts[run_id] = (result, duration)

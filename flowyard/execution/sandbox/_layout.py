@@ -17,8 +17,11 @@ ENVIRONMENT_PATH = "/opt/flowyard/env"
 SDK_PATH = "/opt/flowyard/sdk"
 WORK_PATH = "/work"
 TMP_PATH = "/tmp"
-API_SOCKET_PATH = "/run/flowyard/api.sock"
-EGRESS_SOCKET_PATH = "/run/flowyard/egress.sock"
+# Sockets sit in directories of their own: a restarted server's new socket shows there.
+API_SOCKET_DIR = "/run/flowyard/api"
+API_SOCKET_PATH = f"{API_SOCKET_DIR}/api.sock"
+EGRESS_SOCKET_DIR = "/run/flowyard/egress"
+EGRESS_SOCKET_PATH = f"{EGRESS_SOCKET_DIR}/egress.sock"
 EGRESS_PROXY_ADDRESS = ("127.0.0.1", 3128)
 EGRESS_PROXY_URL = f"http://{EGRESS_PROXY_ADDRESS[0]}:{EGRESS_PROXY_ADDRESS[1]}"
 

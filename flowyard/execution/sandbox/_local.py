@@ -30,11 +30,13 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from flowyard.execution.host import SANDBOX_UID, CgroupLayout, HostCapabilities, probe_host
 from flowyard.execution.sandbox import _bwrap, _unconfined
+from flowyard.execution.sandbox._adopt import RunRecord, link_socket, process_start_ticks
 from flowyard.execution.sandbox._budget import PARENT as RUNS_PARENT
 from flowyard.execution.sandbox._budget import RunsBudget, memory_pressure
 from flowyard.execution.sandbox._cgroups import RunCgroup
@@ -118,6 +120,7 @@ class LocalSandbox:
         self._tools: _Tools | None = None
         self._slots: SlotPool | None = None
         self._budget: RunsBudget | None = None
+        self._adoptable: dict[str, RunRecord] = {}
         if isolation == "none":
             logger.warning("sandbox isolation is 'none': %s", self.describe())
             self.reclaimed = tuple(self.reclaim_leftovers())
@@ -137,11 +140,19 @@ class LocalSandbox:
         (state_dir / "etc").mkdir(exist_ok=True)
         (state_dir / "etc" / "passwd").write_text(passwd)
         (state_dir / "etc" / "group").write_text(group)
-        # Leftover runs first: their processes must be gone before their disks are unmounted.
+        # Runs whose process still lives wait for adopt(); the other leftovers go first:
+        # their processes must be gone before their disks are unmounted.
+        self._adoptable = _adoptable_runs(state_dir / "runs")
         self.reclaimed = tuple(self.reclaim_leftovers())
         remove_idle_slots(tools.cgroups)
+        in_use = [Path(p) for r in self._adoptable.values() for p in (r.image, r.mount_point)]
         self._pool = ImagePool(
-            state_dir / "images", self._tools.mkfs, uid=uid, gid=gid, keep=images_per_size
+            state_dir / "images",
+            self._tools.mkfs,
+            uid=uid,
+            gid=gid,
+            keep=images_per_size,
+            in_use=in_use,
         )
         tail = _bwrap.command_tail(setpriv=tools.setpriv, uid=uid, gid=gid)
         command = [str(tools.bwrap), "--args", str(ARGS_FD), *tail]
@@ -230,25 +241,83 @@ class LocalSandbox:
                 return name[len(CGROUP_PREFIX) :]
         return None
 
+    @property
+    def adoptable(self) -> tuple[str, ...]:
+        """Run ids left running by a previous server that :meth:`adopt` can take back."""
+        return tuple(self._adoptable)
+
+    async def adopt(self, run_id: str) -> SandboxHandle | None:
+        """Supervise a run a previous server started; ``None`` if there is no such run.
+
+        Its deadline still counts from its first start, and its sockets are relinked
+        to the current server's. A run whose process ended meanwhile resolves at once,
+        to what bubblewrap's status file and the cgroup's counters say.
+        """
+        record = self._adoptable.pop(run_id, None)
+        if record is None or self._pool is None:
+            return None
+        sockets = self._state / "sockets"
+        if record.api_socket is not None:
+            link_socket(sockets / "api", "api.sock", Path(record.api_socket))
+        if record.egress_socket is not None:
+            link_socket(sockets / "egress", "egress.sock", Path(record.egress_socket))
+        cgroup = RunCgroup(
+            record.cgroup_version, {c: Path(d) for c, d in record.cgroup_dirs.items()}
+        )
+        fs = MountedImage(
+            Path(record.image),
+            Path(record.mount_point),
+            size_bytes=record.size_bytes,
+            baseline_bytes=record.baseline_bytes,
+        )
+        resources = RunResources(None, cgroup, fs, self._state / "runs" / run_id)
+        budget = self._budget.memory_bytes if self._budget is not None else None
+        alive = record.alive()
+        logger.info(
+            "run %s: adopted from a previous server (%s)",
+            run_id,
+            f"pid {record.pid} running" if alive else "its process has ended",
+        )
+        return LocalHandle.adopt(record, resources, self._pool, budget, alive=alive)
+
+    def release_unadopted(self) -> list[str]:
+        """Stop and remove the adoptable runs nobody claimed (their runs ended meanwhile)."""
+        released = sorted(self._adoptable)
+        self._adoptable.clear()
+        for run_id in released:
+            self._reclaim(self._state / "runs" / run_id)
+        if released:
+            logger.warning("stopped runs no longer active on the server: %s", ", ".join(released))
+        return released
+
     def reclaim_leftovers(self) -> list[str]:
-        """Kill and remove runs left by a previous server process; returns their run ids."""
+        """Kill and remove runs left by a previous server process (but adoptable ones)."""
         reclaimed: list[str] = []
-        # Under the runs' parent, or directly under ours (servers before the parent existed).
-        layouts = [self._caps.cgroups, self._tools.cgroups if self._tools else None]
         for run_dir in sorted((self._state / "runs").iterdir()):
-            for layout in filter(None, layouts):
-                dirs = {c: d / f"{CGROUP_PREFIX}{run_dir.name}" for c, d in layout.dirs.items()}
-                existing = {c: d for c, d in dirs.items() if d.exists()}
-                if existing:
-                    RunCgroup(layout.version, existing).remove()
-            fs = run_dir / "fs"
-            if fs.is_symlink():
-                unmount(fs.resolve())
-            shutil.rmtree(run_dir, ignore_errors=True)
+            if run_dir.name in self._adoptable:
+                continue
+            self._reclaim(run_dir)
             reclaimed.append(run_dir.name)
         if reclaimed:
             logger.warning("reclaimed runs left by a previous server: %s", ", ".join(reclaimed))
         return reclaimed
+
+    def _reclaim(self, run_dir: Path) -> None:
+        # Under the runs' parent, or directly under ours (servers before the parent existed).
+        layouts = [self._caps.cgroups, self._tools.cgroups if self._tools else None]
+        for layout in filter(None, layouts):
+            dirs = {c: d / f"{CGROUP_PREFIX}{run_dir.name}" for c, d in layout.dirs.items()}
+            existing = {c: d for c, d in dirs.items() if d.exists()}
+            if existing:
+                RunCgroup(layout.version, existing).remove()
+        fs = run_dir / "fs"
+        if fs.is_symlink():
+            mount_point = fs.resolve()
+            unmount(mount_point)
+            if mount_point.suffix == ".mnt":
+                shutil.rmtree(mount_point, ignore_errors=True)
+                mount_point.with_suffix(".img").unlink(missing_ok=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
     def _spawn(
         self, spec: SandboxSpec, pool: ImagePool, slots: SlotPool, tools: _Tools
@@ -274,11 +343,22 @@ class LocalSandbox:
             (run_dir / "fs").symlink_to(fs.mount_point)  # for a restarted server's reclaim
             _copy_checkout(spec.workdir_source, fs.work, self._uid, self._gid)
             etc = self._state / "etc"
+            sockets = self._state / "sockets"
             mounts = _bwrap.Mounts(
-                runtime, environment, fs.work, fs.tmp, etc / "passwd", etc / "group"
+                runtime,
+                environment,
+                fs.work,
+                fs.tmp,
+                etc / "passwd",
+                etc / "group",
+                api_socket_dir=spec.api_socket
+                and link_socket(sockets / "api", "api.sock", spec.api_socket),
+                egress_socket_dir=spec.egress_proxy_socket
+                and link_socket(sockets / "egress", "egress.sock", spec.egress_proxy_socket),
             )
             process = self._exec(spec, mounts, slot, fs, run_dir)
             undo.pop_all()
+            _record(spec, process.pid, cgroup, fs, run_dir)
         return RunResources(process, cgroup, fs, run_dir)
 
     def _exec(
@@ -350,6 +430,40 @@ class _Source:
     name: str
     path: Path | None
     kind: str
+
+
+def _record(
+    spec: SandboxSpec, pid: int, cgroup: RunCgroup, fs: MountedImage, run_dir: Path
+) -> None:
+    """What a restarted server needs to adopt this run (see :mod:`._adopt`)."""
+    start = process_start_ticks(pid)
+    if start is None:  # already gone: nothing to adopt
+        return
+    RunRecord(
+        run_id=spec.run_id,
+        pid=pid,
+        pid_start=start,
+        started_wall=time.time(),
+        limits=dataclasses.asdict(spec.limits),
+        image=str(fs.image),
+        mount_point=str(fs.mount_point),
+        size_bytes=fs.size_bytes,
+        baseline_bytes=fs.baseline_bytes,
+        cgroup_version=cgroup.version,
+        cgroup_dirs={c: str(d) for c, d in cgroup.dirs.items()},
+        api_socket=str(spec.api_socket) if spec.api_socket else None,
+        egress_socket=str(spec.egress_proxy_socket) if spec.egress_proxy_socket else None,
+    ).save(run_dir)
+
+
+def _adoptable_runs(runs: Path) -> dict[str, RunRecord]:
+    """Run dirs with a record: their processes may live on, or have left a status behind."""
+    found: dict[str, RunRecord] = {}
+    for run_dir in sorted(runs.iterdir()):
+        record = RunRecord.load(run_dir)
+        if record is not None and record.run_id == run_dir.name:
+            found[record.run_id] = record
+    return found
 
 
 def _check_sources(spec: SandboxSpec) -> None:

@@ -11,6 +11,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from flowyard.execution.sandbox._adopt import RunRecord, seconds_since
 from flowyard.execution.sandbox._bwrap import PRELUDE_FAILED_EXIT
 from flowyard.execution.sandbox._cgroups import RunCgroup
 from flowyard.execution.sandbox._loop import MountedImage
@@ -35,7 +36,7 @@ _SETUP_PREFIXES = ("bwrap: ", "setpriv: ", "flowyard: ")
 class RunResources:
     """What a strict run holds on the host until teardown."""
 
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | None  # None: adopted from a previous server
     cgroup: RunCgroup
     fs: MountedImage
     run_dir: Path
@@ -55,7 +56,39 @@ class LocalHandle(SupervisedHandle):
         self._pool = pool
         self._budget_bytes = budget_bytes
         self._torn_down = False
+        self.adopted = False
         super().__init__(spec.run_id, resources.process, spec.limits)
+
+    @classmethod
+    def adopt(
+        cls,
+        record: RunRecord,
+        resources: RunResources,
+        pool: ImagePool,
+        budget_bytes: int | None = None,
+        *,
+        alive: bool = True,
+    ) -> LocalHandle:
+        """Supervise a run a previous server started, from its record.
+
+        ``alive=False``: its process is gone (its pid may be another's now): the
+        handle ends at once with what the status file and cgroup say.
+        """
+        handle = cls.__new__(cls)
+        handle._res = resources
+        handle._pool = pool
+        handle._budget_bytes = budget_bytes
+        handle._torn_down = False
+        handle.adopted = True
+        SupervisedHandle.__init__(
+            handle,
+            record.run_id,
+            None,
+            record.run_limits,
+            pid=record.pid if alive else None,
+            running_for=seconds_since(record.started_wall),
+        )
+        return handle
 
     def read_output(self, offset: int = 0, limit: int = 65536) -> bytes:
         """Up to ``limit`` bytes of stdout+stderr from ``offset`` (empty once torn down)."""
@@ -117,7 +150,7 @@ class LocalHandle(SupervisedHandle):
                 fs.used_bytes()
             tail = self._tail()
             exit_code, sig, setup_error = _interpret(
-                status, read_status(self._res.run_dir / "status.json"), tail
+                status, read_status(self._res.run_dir / "status.json"), tail, adopted=self.adopted
             )
             oom = usage.oom_kills > 0 if usage.oom_kills is not None else (
                 usage.memory_limit_hits > 0 and sig == signal.SIGKILL
@@ -176,9 +209,15 @@ class LocalHandle(SupervisedHandle):
 
 
 def _interpret(
-    status: ExitStatus, bwrap: dict[str, int], tail: str
+    status: ExitStatus, bwrap: dict[str, int], tail: str, *, adopted: bool = False
 ) -> tuple[int | None, int | None, str | None]:
-    """``(exit code, signal, setup error)`` from bubblewrap's status and our wait status."""
+    """``(exit code, signal, setup error)`` from bubblewrap's status and our wait status.
+
+    An adopted run's outer process is not our child: only bubblewrap's status tells
+    how it ended; without one (bubblewrap itself was killed) nothing is known.
+    """
+    if adopted and "exit-code" not in bwrap:
+        return None, None, None
     code, sig = exit_code_and_signal(status.raw)
     if sig is not None:  # bubblewrap itself was killed: by us, or by the OOM killer
         return None, sig, None

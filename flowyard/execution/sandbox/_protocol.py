@@ -59,3 +59,11 @@ class Sandbox(Protocol):
     def pressure(self) -> str | None:
         """Why a new run should wait for the host's memory now, or ``None`` if it may start."""
         ...
+
+    async def adopt(self, run_id: str) -> SandboxHandle | None:
+        """Supervise a run a previous server process started, if its process still lives."""
+        ...
+
+    def release_unadopted(self) -> list[str]:
+        """Stop the runs left by a previous server that nobody adopted; their run ids."""
+        ...

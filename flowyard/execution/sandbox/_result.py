@@ -124,6 +124,10 @@ def decide(seen: Observation) -> tuple[Ending, str | None]:
         return Ending.STORAGE_FULL, f"out of disk space: storage limit {limit} reached"
     if seen.signal is not None:
         return Ending.SIGNALED, f"killed by signal {seen.signal} ({signal_name(seen.signal)})"
+    if seen.exit_code is None:
+        return Ending.EXITED, (
+            "the run's process ended while no server was watching it; how it ended is unknown"
+        )
     return Ending.EXITED, f"exited with code {seen.exit_code}"
 
 

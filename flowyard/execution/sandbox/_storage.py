@@ -41,6 +41,7 @@ import subprocess
 import threading
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 from flowyard.execution.sandbox._errors import SandboxError
@@ -61,7 +62,16 @@ _EMPTY_LAYOUT = {"lost+found", "work", "tmp", "output.log"}
 class ImagePool:
     """Mounted, empty run filesystems, ``keep`` ready per size. Owns ``directory``."""
 
-    def __init__(self, directory: Path, mkfs: Path, *, uid: int, gid: int, keep: int = 2) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        mkfs: Path,
+        *,
+        uid: int,
+        gid: int,
+        keep: int = 2,
+        in_use: Iterable[Path] = (),
+    ) -> None:
         self._dir = directory
         self._mkfs = mkfs
         self._uid, self._gid = uid, gid
@@ -73,7 +83,7 @@ class ImagePool:
         self._pending: dict[int, int] = defaultdict(int)
         self._jobs: queue.SimpleQueue[tuple[str, int, MountedImage | None]] = queue.SimpleQueue()
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        clear_directory(directory)
+        clear_directory(directory, keep=in_use)
         self._worker = threading.Thread(target=self._work, name="flowyard-image-pool", daemon=True)
         self._worker.start()
 
@@ -207,11 +217,18 @@ class ImagePool:
             raise SandboxError(f"mkfs.ext4 failed: {done.stderr.strip()}")
 
 
-def clear_directory(directory: Path) -> None:
-    """Unmount and delete everything a previous owner of ``directory`` left."""
+def clear_directory(directory: Path, keep: Iterable[Path] = ()) -> None:
+    """Unmount and delete everything a previous owner of ``directory`` left but ``keep``.
+
+    ``keep`` holds the images and mount points of runs a restarted server adopts.
+    """
+    kept = {Path(p).name for p in keep}
     for mount_point in directory.glob("*.mnt"):
-        unmount(mount_point)
+        if mount_point.name not in kept:
+            unmount(mount_point)
     for entry in directory.iterdir():
+        if entry.name in kept:
+            continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:

@@ -41,17 +41,30 @@ class ExitStatus:
 class SupervisedHandle(ABC):
     """Base of the sandbox handles; see the module docstring."""
 
-    def __init__(self, run_id: str, process: subprocess.Popen[bytes], limits: Limits) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        process: subprocess.Popen[bytes] | None,
+        limits: Limits,
+        *,
+        pid: int | None = None,
+        running_for: float = 0.0,
+    ) -> None:
+        """Supervise ``process``, or (adopting a run) the non-child ``pid`` already
+        ``running_for`` seconds, whose wait status nobody can read any more."""
         self._run_id = run_id
         self._process = process
+        self._pid = process.pid if process is not None else pid or 0  # 0: already ended
         self._limits = limits
-        self._started = time.monotonic()
+        self._started = time.monotonic() - running_for
         self._ended: float | None = None
         self.timed_out = False
         self.stopped = False
         self._kill_timer: asyncio.TimerHandle | None = None
         loop = asyncio.get_running_loop()
-        self._exit = _watch_exit(loop, process)
+        self._exit = (
+            _watch_exit(loop, process) if process is not None else _watch_pid(loop, self._pid)
+        )
         self._result = loop.create_task(self._supervise(), name=f"sandbox-{run_id}")
 
     @property
@@ -62,7 +75,7 @@ class SupervisedHandle(ABC):
     @property
     def pid(self) -> int:
         """Host pid of the outermost process."""
-        return self._process.pid
+        return self._pid
 
     async def wait(self) -> SandboxResult:
         """The run's result, once it has ended and been torn down."""
@@ -162,6 +175,27 @@ def _watch_exit(
         os.close(pidfd)
         if not future.done():
             future.set_result(_reap(process))
+
+    loop.add_reader(pidfd, exited)
+    return future
+
+
+def _watch_pid(loop: asyncio.AbstractEventLoop, pid: int) -> asyncio.Future[ExitStatus]:
+    """The exit of a process that is not our child: readable pidfd, unknown status."""
+    future: asyncio.Future[ExitStatus] = loop.create_future()
+    try:
+        if pid <= 0:
+            raise ProcessLookupError(pid)
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # already gone
+        future.set_result(ExitStatus(None))
+        return future
+
+    def exited() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        if not future.done():
+            future.set_result(ExitStatus(None))
 
     loop.add_reader(pidfd, exited)
     return future

@@ -23,8 +23,8 @@ from tests.integration.sandbox.conftest import RUNTIME, SMALL, python_spec, run_
 
 
 def cgroup_dirs(sandbox: LocalSandbox, run_id: str) -> list[Path]:
-    layout = sandbox.capabilities.cgroups
-    assert layout is not None
+    assert sandbox.budget is not None  # strict: runs live under the runs' parent cgroup
+    layout = sandbox.budget.layout
     return [d / f"flowyard-run-{run_id}" for d in set(layout.dirs.values())]
 
 
@@ -101,7 +101,7 @@ async def test_a_command_that_does_not_exist_says_so(sandbox: LocalSandbox) -> N
 
 
 @pytest.mark.sandbox
-async def test_a_restarted_server_reclaims_runs_left_running(
+async def test_a_restarted_server_stops_the_runs_it_does_not_adopt(
     capabilities: HostCapabilities, tmp_path: Path
 ) -> None:
     state = tmp_path / "state"
@@ -112,7 +112,9 @@ async def test_a_restarted_server_reclaims_runs_left_running(
     assert all(d.is_dir() for d in cgroup_dirs(first, spec.run_id))
     second = LocalSandbox(state, capabilities=capabilities, images_per_size=1)
     try:
-        assert second.reclaimed == (spec.run_id,)
+        assert second.reclaimed == ()
+        assert second.adoptable == (spec.run_id,)
+        assert second.release_unadopted() == [spec.run_id]
         assert not any(d.exists() for d in cgroup_dirs(second, spec.run_id))
         result = await handle.wait()
         assert result.signal == 9

@@ -19,7 +19,7 @@ from flowyard.execution.sandbox._runtime import RuntimeView
 SECRET = "s3cr3t-token"
 
 
-def options(**changes: object) -> list[str]:
+def options(*, socket_dirs: bool = False, **changes: object) -> list[str]:
     fields: dict[str, object] = {
         "run_id": "r", "argv": ["{python}"], "runtime_dir": Path("/root/.pyenv/versions/3.11.7"),
         "env": {"FLOWYARD_TOKEN": SECRET}, "api_socket": Path("/root/.flowyard/api.sock"),
@@ -35,6 +35,8 @@ def options(**changes: object) -> list[str]:
         tmp_dir=Path("/state/images/1.mnt/tmp"),
         passwd=Path("/state/etc/passwd"),
         group=Path("/state/etc/group"),
+        api_socket_dir=Path("/state/sockets/api") if socket_dirs else None,
+        egress_socket_dir=Path("/state/sockets/egress") if socket_dirs else None,
     )
     return bwrap_options(spec, mounts, status_fd=4)
 
@@ -74,7 +76,20 @@ def test_the_runtime_work_dir_and_api_socket_appear_at_fixed_paths() -> None:
     assert binds["/opt/flowyard/runtime/bin/python3.11"] == "/state/cache/python3.11"
     assert binds["/work"] == "/state/images/1.mnt/work"
     assert binds["/tmp"] == "/state/images/1.mnt/tmp"
-    assert binds["/run/flowyard/api.sock"] == "/root/.flowyard/api.sock"
+    assert binds["/run/flowyard/api/api.sock"] == "/root/.flowyard/api.sock"
+
+
+def test_socket_directories_are_bound_in_place_of_the_socket_files() -> None:
+    binds = targets(
+        options(
+            socket_dirs=True,
+            network=NetworkMode.EGRESS,
+            egress_proxy_socket=Path("/root/.flowyard/run/egress.sock"),
+        )
+    )
+    assert binds["/run/flowyard/api"] == "/state/sockets/api"
+    assert binds["/run/flowyard/egress"] == "/state/sockets/egress"
+    assert "/run/flowyard/api/api.sock" not in binds
 
 
 def test_no_host_home_data_or_state_path_is_a_sandbox_path() -> None:
