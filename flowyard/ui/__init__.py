@@ -23,10 +23,14 @@ __all__ = ["install"]
 
 
 def install(app: FastAPI, settings: Settings) -> None:
-    """Mount the pages at ``/`` and their assets at ``/static``; call after the API."""
-    from flowyard.ui import views
+    """Mount the pages at ``/`` and their assets at ``/static``; call after the API.
+
+    The pages themselves load on the first request that reaches them (see
+    ``flowyard.ui._on_demand``), so a server used only through the API never
+    pays for them.
+    """
+    from flowyard.ui._on_demand import PagesOnDemand
 
     del settings  # the UI reads the running server's settings from its context
     app.mount("/static", StaticFiles(directory=STATIC), name="ui-static")
-    for router in views.ROUTERS:
-        app.include_router(router)
+    app.router.routes.append(PagesOnDemand(app))
