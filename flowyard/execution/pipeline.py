@@ -122,6 +122,32 @@ class RunPipeline:
                 await env_ctx.__aexit__(None, None, None)
             shutil.rmtree(scratch, ignore_errors=True)
 
+    async def resume(self, job: RunJob, handle: sb.SandboxHandle) -> None:
+        """Supervise to its end a run a previous server process started. Never raises."""
+        try:
+            running_for = handle.stats().wall_seconds
+            started = time.monotonic() - running_for
+            if handle.pid:
+                await self._log(
+                    job,
+                    f"the server restarted; supervising the run again (its process {handle.pid} "
+                    f"has run {running_for:.1f} s)",
+                )
+                await self.recorder.report(job.run_id, ExecutionReport(process_id=handle.pid))
+            else:
+                await self._log(
+                    job, "the server restarted; the run's process ended while it was down"
+                )
+            egress = job.job_variables.get("network") == sb.NetworkMode.EGRESS.value
+            await self._supervise(job, handle, started, egress=egress)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("run %s: unexpected error supervising an adopted run", job.run_id)
+            await self._finish(
+                job, StateType.CRASHED, f"execution pipeline error: {exc}", time.monotonic()
+            )
+
     def _runs_dir(self) -> Path:
         path = self.config.cache_dir / "runs"
         path.mkdir(parents=True, exist_ok=True)
@@ -338,13 +364,19 @@ class RunPipeline:
                 process_id=handle.pid,
             ),
         )
+        await self._supervise(job, handle, started, egress=spec.egress_proxy_socket is not None)
+
+    async def _supervise(
+        self, job: RunJob, handle: sb.SandboxHandle, started: float, *, egress: bool
+    ) -> None:
+        """From a started (or adopted) sandbox to the run's recorded end."""
         watcher = asyncio.create_task(self._watch_cancellation(job, handle))
         try:
             result = await handle.wait()
         finally:
             watcher.cancel()
-        if spec.egress_proxy_socket is not None and self.egress is not None:
-            usage = self.egress.take_usage(spec.run_id)
+        if egress and self.egress is not None:
+            usage = self.egress.take_usage(job.run_id.hex)
             await self._log(
                 job, usage.summary(), logging.WARNING if usage.refused else logging.INFO
             )

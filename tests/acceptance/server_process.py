@@ -60,9 +60,9 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float = 30
 
 @contextmanager
 def running_server(
-    home: Path, *args: str, env: Mapping[str, str] | None = None
+    home: Path, *args: str, env: Mapping[str, str] | None = None, port: int | None = None
 ) -> Iterator[ServerProcess]:
-    port = free_port()
+    port = port or free_port()
     log_path = home.parent / f"server-{port}.log"
     home.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, "FLOWYARD_HOME": str(home), **(env or {})}

@@ -10,9 +10,10 @@ memory for runs (see ``flowyard.execution.sandbox._budget``), runs stay
 SCHEDULED as ``AwaitingCapacity`` saying why, so a burst cannot take the host
 down.
 
-On start it recovers runs left active by a previous server process: they are
-marked CRASHED with that reason (and their compute closed), so nothing sits
-in RUNNING forever.
+On start it takes back the runs a previous server process left active: strict
+runs whose sandbox outlived it are adopted and supervised to their end; the
+others are marked CRASHED with the reason (and their compute closed), so
+nothing sits in RUNNING forever.
 """
 
 from __future__ import annotations
@@ -211,17 +212,22 @@ class Dispatcher:
             for run in (await session.execute(query)).scalars():
                 await flow_runs.mark_waiting(session, run, "AwaitingCapacity", reason, now)
 
-    def _start(self, run_id: uuid.UUID) -> None:
+    def _start(self, run_id: uuid.UUID, adopted: sb.SandboxHandle | None = None) -> None:
         self.capacity.active.add(run_id)
-        task = asyncio.create_task(self._execute(run_id), name=f"run-{run_id}")
+        task = asyncio.create_task(self._execute(run_id, adopted), name=f"run-{run_id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _execute(self, run_id: uuid.UUID) -> None:
+    async def _execute(self, run_id: uuid.UUID, adopted: sb.SandboxHandle | None = None) -> None:
         try:
             job = await _job_for(self.ctx, run_id)
-            if job is not None:
+            if job is not None and adopted is not None:
+                await self.pipeline.resume(job, adopted)
+            elif job is not None:
                 await self.pipeline.execute(job)
+            elif adopted is not None:  # the run was deleted meanwhile: stop what is left
+                adopted.kill()
+                await adopted.wait()
         except Exception:
             logger.exception("run %s: dispatcher task failed", run_id)
         finally:
@@ -229,28 +235,53 @@ class Dispatcher:
             self._wake.set()  # capacity freed: look for more work
 
     async def recover(self) -> None:
-        """Runs a previous server process left active end CRASHED, with the reason.
+        """Take back the runs a previous server process of this host left active.
 
-        Opening the local sandboxes reclaims whatever a previous process left
-        (its runs' processes are stopped, their cgroups and disks freed), so
-        those runs cannot be resumed; they are marked so nothing stays RUNNING.
+        A strict run whose sandbox outlived that process is adopted: supervised
+        again to its end, its deadline counted from its first start (a run that
+        ended meanwhile is recorded as it ended). The others (still being
+        prepared, or isolated with ``none``) are CRASHED with the reason, so
+        nothing stays RUNNING; leftover sandboxes of runs no longer active stop.
         """
+        strict: sb.Sandbox | None
         try:
             # Probing the host and preparing disk images takes a while: not on the loop.
-            await asyncio.to_thread(self.pipeline.sandbox_for, "strict")
+            strict = await asyncio.to_thread(self.pipeline.sandbox_for, "strict")
         except Exception as exc:
+            strict = None
             logger.warning(
                 "strict isolation unavailable; managed runs in strict pools will crash "
                 "with the reason: %s",
                 exc,
             )
         active = [t.value for t in (StateType.PENDING, StateType.RUNNING, StateType.CANCELLING)]
-        reason = "the server restarted while the run was active; its sandbox was stopped"
         async with self.ctx.db.session() as session:
-            query = select(m.FlowRun).where(
+            query = select(m.FlowRun.id).where(
                 m.FlowRun.dispatcher_id == self.id, m.FlowRun.state_type.in_(active)
             )
-            for run in (await session.execute(query)).scalars():
+            run_ids = list((await session.execute(query)).scalars())
+        lost: list[uuid.UUID] = []
+        for run_id in run_ids:
+            handle = await strict.adopt(run_id.hex) if strict is not None else None
+            if handle is None:
+                lost.append(run_id)
+            else:
+                self._start(run_id, handle)
+        if strict is not None:
+            await asyncio.to_thread(strict.release_unadopted)
+        if lost:
+            await self._crash_lost(lost)
+
+    async def _crash_lost(self, run_ids: list[uuid.UUID]) -> None:
+        async with self.ctx.db.session() as session:
+            for run_id in run_ids:
+                run = await session.get(m.FlowRun, run_id)
+                if run is None:
+                    continue
+                if run.state_type == StateType.PENDING.value:
+                    reason = "the server restarted while the run was being prepared"
+                else:
+                    reason = "the server restarted and the run's sandbox did not survive it"
                 principal = Principal(workspace_id=run.workspace_id, kind="api_key", is_admin=True)
                 await flow_runs.set_state(
                     session, principal, run.id, StateCreate(type=StateType.CRASHED, message=reason)

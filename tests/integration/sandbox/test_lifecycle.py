@@ -57,7 +57,12 @@ async def test_a_finished_run_leaves_no_cgroup_mount_or_directory(sandbox: Local
 def disk_is_gone_or_empty(mount_point: Path) -> bool:
     if not is_mounted(mount_point):
         return True
-    return not any((mount_point / "work").iterdir()) and not any((mount_point / "tmp").iterdir())
+    try:
+        return not any((mount_point / "work").iterdir()) and not any(
+            (mount_point / "tmp").iterdir()
+        )
+    except FileNotFoundError:  # unmounted by the pool between the two checks
+        return True
 
 
 @pytest.mark.sandbox

@@ -85,3 +85,11 @@ def fork_bomb() -> None:
                 os.execv("/bin/sleep", ["sleep", "120"])
     except OSError:
         os._exit(3)  # as a bomb would: no final state, the sandbox says what happened
+
+
+@flow(log_prints=True)
+def ticks(count: int) -> int:
+    for i in range(count):
+        print(f"tick {i}")
+        time.sleep(0.5)
+    return count
