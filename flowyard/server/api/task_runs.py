@@ -1,4 +1,4 @@
-"""Task runs: batched upserts from the runner, and reads per flow run."""
+"""Task runs: batched upserts (with the run's log lines) from the runner, and reads per flow run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from flowyard.schemas import task_runs as s
 from flowyard.schemas.pagination import Page
 from flowyard.schemas.states import StateType
 from flowyard.server.api.deps import Caller, Session
-from flowyard.server.ops import task_runs
+from flowyard.server.ops import logs, task_runs
 
 router = APIRouter(tags=["task runs"])
 
@@ -19,7 +19,13 @@ router = APIRouter(tags=["task runs"])
 async def upsert_task_runs(
     data: s.TaskRunBatch, session: Session, caller: Caller
 ) -> s.TaskRunBatchResult:
-    """Create task runs or move their states, all or nothing; re-sending is harmless."""
+    """Create task runs or move their states, and store log lines, all or nothing.
+
+    Re-sending a batch records no task-run state twice (its log lines are stored again).
+    """
+    # Lines first: they lock the flow runs (PostgreSQL), which must come before
+    # task-run rows, the order every other writer of both follows.
+    await logs.write_lines(session, caller, data.logs)
     return await task_runs.upsert_task_runs(session, caller, data)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -93,7 +94,13 @@ def _after_rollback(session: Session, *_: Any) -> None:
 
 async def write_logs(session: AsyncSession, principal: Principal, batch: s.LogBatch) -> int:
     """Store a batch of lines, all or nothing; every run must be the caller's to write."""
-    lines = batch.logs
+    return await write_lines(session, principal, batch.logs)
+
+
+async def write_lines(
+    session: AsyncSession, principal: Principal, lines: Sequence[s.LogCreate]
+) -> int:
+    """Store lines (``logs.N`` in errors names the Nth), all or nothing."""
     if not lines:
         return 0
     run_ids = {line.flow_run_id for line in lines}
@@ -122,7 +129,7 @@ async def write_logs(session: AsyncSession, principal: Principal, batch: s.LogBa
 
 
 def _check_access(
-    principal: Principal, runs: dict[uuid.UUID, m.FlowRun], lines: list[s.LogCreate]
+    principal: Principal, runs: dict[uuid.UUID, m.FlowRun], lines: Sequence[s.LogCreate]
 ) -> None:
     """Name the first line whose run is missing or not the caller's."""
     checked: set[uuid.UUID] = set()

@@ -4,14 +4,16 @@ A batch costs a fixed handful of statements whatever its size: one read of
 the flow runs it names (access and state), one read of the task runs that
 already exist (locked on PostgreSQL), one read of their recent history (to
 skip re-sent entries), then one executemany each for new task runs, moved
-task runs and history rows. An ORM flush per row was rejected: at thousands
-of tasks per batch it is one round trip per object.
+task runs and history rows (the recent-history read only when some task run
+already exists). An ORM flush per row was rejected: at thousands of tasks per
+batch it is one round trip per object.
 
-Ordering: the entries of one task run apply in timestamp order. An entry
-older than the task run's current state is kept in the history but does not
-move the current state, so a late batch cannot rewind a task. An entry equal
-to a recorded state (same type, name and timestamp) is a re-send and is
-skipped: retrying a batch whose answer was lost changes nothing.
+Ordering: the states of one task run (entries and their ``previous_states``)
+apply in timestamp order. A state older than the task run's current state is
+kept in the history but does not move the current state, so a late batch
+cannot rewind a task. A state equal to a recorded one (same type, name and
+timestamp) is a re-send and is skipped: retrying a batch whose answer was
+lost changes nothing.
 
 Finished flow runs: after a batch, every task run it touched in a flow run
 that is COMPLETED, FAILED, CRASHED or CANCELLED must be in a terminal state
@@ -27,7 +29,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,18 +73,20 @@ class ReferenceNotFound(NotFound):
 async def _runs_of(
     session: AsyncSession, principal: Principal, entries: Sequence[s.TaskRunUpsert]
 ) -> dict[uuid.UUID, m.FlowRun]:
-    ids = {e.flow_run_id for e in entries}
-    rows = (await session.execute(select(m.FlowRun).where(m.FlowRun.id.in_(ids)))).scalars()
-    runs = {r.id: r for r in rows}
+    first: dict[uuid.UUID, int] = {}
     for index, entry in enumerate(entries):
-        run = runs.get(entry.flow_run_id)
+        first.setdefault(entry.flow_run_id, index)
+    rows = (await session.execute(select(m.FlowRun).where(m.FlowRun.id.in_(first)))).scalars()
+    runs = {r.id: r for r in rows}
+    for run_id, index in first.items():
+        run = runs.get(run_id)
         field = f"task_runs.{index}.flow_run_id"
         if run is None:
-            raise ReferenceNotFound(field, "flow run", entry.flow_run_id)
+            raise ReferenceNotFound(field, "flow run", run_id)
         try:
             flow_runs.check_access(principal, run)
         except NotFound:
-            raise ReferenceNotFound(field, "flow run", entry.flow_run_id) from None
+            raise ReferenceNotFound(field, "flow run", run_id) from None
     return runs
 
 
@@ -105,11 +109,23 @@ async def _recorded(
     return {(r[0], r[1], r[2], r[3]) for r in await session.execute(query)}
 
 
-def _new_row(workspace_id: uuid.UUID, first: s.TaskRunUpsert) -> dict[str, Any]:
+class _Step(NamedTuple):
+    """One state of a task run in a batch: an entry's own, or one of its previous states."""
+
+    position: int  # the entry's index in the batch, for error messages
+    entry: s.TaskRunUpsert
+    type: StateType
+    name: str
+    message: str
+    timestamp: datetime
+    run_count: int
+
+
+def _new_row(workspace_id: uuid.UUID, first: _Step) -> dict[str, Any]:
     return {
-        "id": first.id,
+        "id": first.entry.id,
         "workspace_id": workspace_id,
-        "flow_run_id": first.flow_run_id,
+        "flow_run_id": first.entry.flow_run_id,
         "state_type": None,
         "state_timestamp": None,
         "run_count": 0,
@@ -119,17 +135,18 @@ def _new_row(workspace_id: uuid.UUID, first: s.TaskRunUpsert) -> dict[str, Any]:
     }
 
 
-def _apply(row: dict[str, Any], entry: s.TaskRunUpsert, name: str) -> None:
-    """Move the working copy of a task run to the entry's state (timings included)."""
+def _apply(row: dict[str, Any], step: _Step) -> None:
+    """Move the working copy of a task run to the step's state (timings included)."""
     previous = row["state_type"]
-    to = entry.state_type
+    to = step.type
     run_count = int(row["run_count"])
-    if (to is StateType.RUNNING and previous != StateType.RUNNING.value) or name == RETRYING:
+    if (to is StateType.RUNNING and previous != StateType.RUNNING.value) or step.name == RETRYING:
         run_count += 1
         if row["start_time"] is None:
-            row["start_time"] = entry.timestamp
-    row["run_count"] = max(run_count, entry.run_count)
-    row["end_time"] = entry.timestamp if to.is_terminal else None
+            row["start_time"] = step.timestamp
+    row["run_count"] = max(run_count, step.run_count)
+    row["end_time"] = step.timestamp if to.is_terminal else None
+    entry = step.entry
     row.update(
         name=entry.name,
         task_key=entry.task_key,
@@ -138,26 +155,42 @@ def _apply(row: dict[str, Any], entry: s.TaskRunUpsert, name: str) -> None:
         tags=list(entry.tags),
         max_retries=entry.max_retries,
         state_type=to.value,
-        state_name=name,
-        state_message=entry.state_message,
-        state_timestamp=entry.timestamp,
+        state_name=step.name,
+        state_message=step.message,
+        state_timestamp=step.timestamp,
     )
 
 
-def _group(
-    entries: Sequence[s.TaskRunUpsert],
-) -> dict[uuid.UUID, list[tuple[int, s.TaskRunUpsert]]]:
-    groups: dict[uuid.UUID, list[tuple[int, s.TaskRunUpsert]]] = {}
+def _group(entries: Sequence[s.TaskRunUpsert]) -> dict[uuid.UUID, list[_Step]]:
+    """Each task run's states in the batch, in timestamp order (batch order breaks ties)."""
+    groups: dict[uuid.UUID, list[_Step]] = {}
     for index, entry in enumerate(entries):
         group = groups.setdefault(entry.id, [])
-        if group and group[0][1].flow_run_id != entry.flow_run_id:
+        if group and group[0].entry.flow_run_id != entry.flow_run_id:
             raise InvalidInput(
                 f"task_runs.{index}.flow_run_id",
                 f"task run {entry.id} appears earlier in the batch with another flow run",
             )
-        group.append((index, entry))
+        for earlier in entry.previous_states:
+            name = earlier.name or DEFAULT_NAMES[earlier.type]
+            group.append(
+                _Step(index, entry, earlier.type, name, earlier.message, earlier.timestamp, 0)
+            )
+        name = entry.state_name or DEFAULT_NAMES[entry.state_type]
+        group.append(
+            _Step(
+                index,
+                entry,
+                entry.state_type,
+                name,
+                entry.state_message,
+                entry.timestamp,
+                entry.run_count,
+            )
+        )
     for group in groups.values():
-        group.sort(key=lambda pair: pair[1].timestamp)  # stable: batch order breaks ties
+        if len(group) > 1:
+            group.sort(key=lambda step: step.timestamp)  # stable
     return groups
 
 
@@ -176,27 +209,29 @@ async def upsert_task_runs(
     groups = _group(entries)
     runs = await _runs_of(session, principal, entries)
     existing = await _existing(session, list(groups))
-    since = min(e.timestamp for e in entries)
-    recorded = await _recorded(session, list(existing), since)
+    recorded: set[tuple[uuid.UUID, str, str, datetime]] = set()
+    if existing:
+        since = min(step.timestamp for group in groups.values() for step in group)
+        recorded = await _recorded(session, list(existing), since)
     new_rows: list[dict[str, Any]] = []
     moved_rows: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
     for task_id, group in groups.items():
-        first_index, first = group[0]
+        first = group[0]
         row = existing.get(task_id)
         created = row is None
         if row is None:
             row = _new_row(principal.workspace_id, first)
         elif (
-            row["workspace_id"] != principal.workspace_id or row["flow_run_id"] != first.flow_run_id
+            row["workspace_id"] != principal.workspace_id
+            or row["flow_run_id"] != first.entry.flow_run_id
         ):
             # The same answer whichever workspace holds the id: nothing is revealed.
-            raise Conflict(f"task_runs.{first_index}.id: {task_id} is used by another flow run")
+            raise Conflict(f"task_runs.{first.position}.id: {task_id} is used by another flow run")
         moved = False
-        for _, entry in group:
-            name = entry.state_name or DEFAULT_NAMES[entry.state_type]
-            key = (task_id, entry.state_type.value, name, entry.timestamp)
-            if key in recorded:
+        for step in group:
+            key = (task_id, step.type.value, step.name, step.timestamp)
+            if key in recorded:  # recorded earlier, or earlier in this batch
                 result.duplicates += 1
                 continue
             recorded.add(key)
@@ -204,16 +239,18 @@ async def upsert_task_runs(
                 {
                     "id": uuid.uuid4(),
                     "task_run_id": task_id,
-                    "type": entry.state_type.value,
-                    "name": name,
-                    "message": entry.state_message,
-                    "timestamp": entry.timestamp,
+                    "type": step.type.value,
+                    "name": step.name,
+                    "message": step.message,
+                    "timestamp": step.timestamp,
                 }
             )
-            if row["state_timestamp"] is None or entry.timestamp >= row["state_timestamp"]:
-                _apply(row, entry, name)
+            if row["state_timestamp"] is None or step.timestamp >= row["state_timestamp"]:
+                _apply(row, step)
                 moved = True
-        _check_finished_run(runs[first.flow_run_id], row, first_index, changed=created or moved)
+        _check_finished_run(
+            runs[first.entry.flow_run_id], row, first.position, changed=created or moved
+        )
         if created:
             new_rows.append(row)
         elif moved:
