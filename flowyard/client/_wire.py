@@ -128,7 +128,7 @@ class WireClient:
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """Send one request; returns the decoded JSON answer (None when empty)."""
-        payload = None if body is None else json.dumps(body, default=str).encode()
+        payload = None if body is None else json.dumps(body, default=str, separators=(",", ":")).encode()
         target = self._prefix + quote(path, safe="/?=&%:-_.~")
         failure = ""
         for attempt in range(self._attempts + 1):

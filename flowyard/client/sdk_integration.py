@@ -4,10 +4,10 @@ The SDK imports this module once per process, when a server is configured,
 and calls :func:`install`. It plugs into the SDK's seams:
 
 - a :class:`ServerReporter` that batches the engine's events and sends them
-  from one background thread: task runs as upsert batches, logs as log
-  batches, flow-run states one call each (they are few). Events are sent in
-  the order they were emitted, so a flow run exists before its task runs and
-  its final state lands after them;
+  from one background thread: task-run states and log lines together, in
+  batches (see ``_batches``), flow-run states one call each (they are few).
+  Events are sent in the order they were emitted, so a flow run exists before
+  its task runs and its final state lands after them;
 - variable, secret and deployment backends over the same client;
 - inside a managed run (``FLOWYARD_RUN_ID`` is set), a result store on the
   server, so that caching works across runs whose sandboxes are gone.
@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from flowyard.client._batches import ReportBatch, state_fields
 from flowyard.client._errors import ApiError, ClientError, NotFoundError
 from flowyard.client._wire import WireClient
 from flowyard.sdk import _reporting as rep
@@ -193,14 +194,47 @@ def _state(state: rep.StateSnapshot) -> dict[str, Any]:
 
 
 class _TaskInfo:
-    __slots__ = ("dynamic_key", "flow_run_id", "name", "tags", "task_key")
+    """What every report of a task run repeats: its id, flow run, names and tags, as sent."""
+
+    __slots__ = ("fields", "flow_run_id")
 
     def __init__(self, event: rep.TaskRunCreated) -> None:
         self.flow_run_id = event.flow_run_id
-        self.name = event.task_run_name
-        self.task_key = event.task_key
-        self.dynamic_key = event.dynamic_key
-        self.tags = [t[:100] for t in sorted(event.tags)[:50]]
+        fields: dict[str, Any] = {"id": str(event.task_run_id)}
+        if event.flow_run_id is not None:
+            fields["flow_run_id"] = str(event.flow_run_id)
+        fields["name"] = event.task_run_name[:200] or "task"
+        if event.task_key:
+            fields["task_key"] = event.task_key[:200]
+        if event.dynamic_key:
+            fields["dynamic_key"] = event.dynamic_key[:200]
+        if event.tags:
+            fields["tags"] = [t[:100] for t in sorted(event.tags)[:50]]
+        self.fields = fields
+
+
+_BATCH_PATH = "/task-runs/batch"
+
+
+def _log_line(event: rep.LogEmitted) -> dict[str, Any]:
+    line: dict[str, Any] = {"flow_run_id": str(event.flow_run_id)}
+    if event.task_run_id is not None:
+        line["task_run_id"] = str(event.task_run_id)
+    line["level"] = max(0, min(100, event.level))
+    if event.logger_name:
+        line["name"] = event.logger_name[:200]
+    line["message"] = event.message[:1_000_000]
+    line["timestamp"] = event.timestamp.isoformat()
+    return line
+
+
+def _predates_batches(exc: ApiError) -> bool:
+    """Whether the API refused a combined batch for fields it does not know (an older server)."""
+    return exc.status == 422 and any(
+        e.message == "is not a known field"
+        and (e.field == "logs" or e.field.endswith(".previous_states"))
+        for e in exc.errors
+    )
 
 
 class ServerReporter:
@@ -223,6 +257,8 @@ class ServerReporter:
         self._pending_create: dict[uuid.UUID, rep.FlowRunStarted] = {}
         self._warned: set[str] = set()
         self._closed = False
+        # The API answered that it predates combined batches: send the older way.
+        self._separate = False
         # After the API proved unreachable, events are dropped until this time
         # (monotonic), so that a flow never waits on a server that is down.
         self._offline_until = 0.0
@@ -310,75 +346,78 @@ class ServerReporter:
     def _send(self, events: Sequence[rep.Event]) -> None:
         if time.monotonic() < self._offline_until:
             return
-        task_runs: list[dict[str, Any]] = []
-        logs: list[dict[str, Any]] = []
-
-        def drain() -> None:
-            if task_runs:
-                self._call("task runs", "/task-runs/batch", {"task_runs": task_runs[:]})
-                task_runs.clear()
-            if logs:
-                self._call("logs", "/logs", {"logs": logs[:]})
-                logs.clear()
-
+        batch = ReportBatch()
         for event in events:
-            if isinstance(event, rep.TaskRunCreated):
-                self._tasks[event.task_run_id] = _TaskInfo(event)
+            if isinstance(event, rep.StateChanged):
+                if event.run_kind == "task":
+                    self._task_state(batch, event)
+                else:
+                    self._post(batch)
+                    self._flow_state(event.run_id, event.state)
             elif isinstance(event, rep.LogEmitted):
                 if event.flow_run_id is not None:
-                    logs.append(
-                        {
-                            "flow_run_id": str(event.flow_run_id),
-                            "task_run_id": str(event.task_run_id) if event.task_run_id else None,
-                            "level": max(0, min(100, event.level)),
-                            "name": event.logger_name[:200],
-                            "message": event.message[:1_000_000],
-                            "timestamp": event.timestamp.isoformat(),
-                        }
-                    )
-            elif isinstance(event, rep.StateChanged) and event.run_kind == "task":
-                upsert = self._task_upsert(event)
-                if upsert is not None:
-                    task_runs.append(upsert)
+                    batch.add_log(_log_line(event))
+            elif isinstance(event, rep.TaskRunCreated):
+                self._tasks[event.task_run_id] = _TaskInfo(event)
             elif isinstance(event, rep.FlowRunStarted):
-                drain()
+                self._post(batch)
                 self._pending_create[event.flow_run_id] = event
-            elif isinstance(event, rep.StateChanged):
-                drain()
-                self._flow_state(event.run_id, event.state)
-            if len(task_runs) + len(logs) >= BATCH_SIZE:
-                drain()
-        drain()
+            if len(batch) >= BATCH_SIZE:
+                self._post(batch)
+        self._post(batch)
         for run_id in list(self._pending_create):
             self._create(self._pending_create.pop(run_id), None)
+
+    def _post(self, batch: ReportBatch) -> None:
+        """Send the batch's task-run states and log lines in one request, then empty it."""
+        if not len(batch):
+            return
+        if self._separate:
+            self._post_separately(batch)
+        else:
+            try:
+                self._call(
+                    "task runs and logs", _BATCH_PATH, batch.body(), reraise=_predates_batches
+                )
+            except ApiError:
+                logger.debug("the API predates combined batches; sending task runs and logs apart")
+                self._separate = True
+                self._post_separately(batch)
+        batch.clear()
+
+    def _post_separately(self, batch: ReportBatch) -> None:
+        task_runs, logs = batch.separate_bodies()
+        for start in range(0, len(task_runs), BATCH_SIZE):
+            self._call(
+                "task runs", _BATCH_PATH, {"task_runs": task_runs[start : start + BATCH_SIZE]}
+            )
+        if logs:
+            self._call("logs", "/logs", {"logs": logs})
 
     def _beat(self) -> None:
         self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
         for run_id in list(self._alive):
             self._call("a heartbeat", f"/flow-runs/{run_id}/execution", {"heartbeat": True})
 
-    def _task_upsert(self, event: rep.StateChanged) -> dict[str, Any] | None:
+    def _task_state(self, batch: ReportBatch, event: rep.StateChanged) -> None:
         info = self._tasks.get(event.run_id)
-        flow_run_id = event.flow_run_id or (info.flow_run_id if info else None)
-        if info is None or flow_run_id is None:
-            return None  # a task called outside any flow run: nothing to attach it to
+        if info is None:
+            return  # a task called outside any flow run: nothing to attach it to
+        fields = info.fields
+        if event.flow_run_id is not None and event.flow_run_id != info.flow_run_id:
+            fields = {**fields, "flow_run_id": str(event.flow_run_id)}
+        elif info.flow_run_id is None:
+            return
         state = event.state
         if state.type in TERMINAL:
             self._tasks.pop(event.run_id, None)
-        return {
-            "id": str(event.run_id),
-            "flow_run_id": str(flow_run_id),
-            "name": info.name[:200] or "task",
-            "task_key": info.task_key[:200],
-            "dynamic_key": info.dynamic_key[:200],
-            "cache_key": event.cache_key[:200] if event.cache_key else None,
-            "tags": info.tags,
-            "state_type": state.type.value,
-            "state_name": state.name[:50] or None,
-            "state_message": (state.message or "")[:20_000],
-            "timestamp": state.timestamp.isoformat(),
-            "run_count": event.run_count,
-        }
+        batch.add_state(
+            event.run_id,
+            fields,
+            state_fields(state.type, state.name, state.message, state.timestamp),
+            event.run_count,
+            event.cache_key,
+        )
 
     def _flow_state(self, run_id: uuid.UUID, state: rep.StateSnapshot) -> None:
         if state.type in TERMINAL:
@@ -427,7 +466,14 @@ class ServerReporter:
                 self._alive.add(event.flow_run_id)
                 self._next_beat = 0.0  # the first heartbeat now: the run is watched from here
 
-    def _call(self, what: str, path: str, body: Any) -> Any:
+    def _call(
+        self,
+        what: str,
+        path: str,
+        body: Any,
+        *,
+        reraise: Callable[[ApiError], bool] | None = None,
+    ) -> Any:
         if time.monotonic() < self._offline_until:
             return None
         give_up = time.monotonic() + DURABLE_SECONDS
@@ -435,6 +481,8 @@ class ServerReporter:
             try:
                 return self._client.post(path, body)
             except ApiError as exc:
+                if reraise is not None and reraise(exc):
+                    raise
                 self._warn_once(f"api:{what}:{exc.status}", "could not record %s: %s", what, exc)
                 return None
             except ClientError as exc:

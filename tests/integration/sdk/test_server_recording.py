@@ -141,6 +141,30 @@ def test_a_thousand_tasks_are_recorded_in_batches(api: SyncClient) -> None:
     assert seen == 1000
 
 
+def test_every_task_runs_state_history_and_lines_are_recorded(api: SyncClient) -> None:
+    @flow
+    def three() -> int:
+        return sum(double(i) for i in range(3))
+
+    state = three(return_state=True)
+    run_id = state.state_details.flow_run_id
+    assert run_id is not None
+    tasks = api.list_task_runs(run_id).items
+    assert len(tasks) == 3
+    for task_run in tasks:
+        history = api.read_task_run_states(task_run.id)
+        assert [(s.type.value, s.name) for s in history] == [
+            ("PENDING", "Pending"),
+            ("RUNNING", "Running"),
+            ("COMPLETED", "Completed"),
+        ]
+        assert [s.timestamp for s in history] == sorted(s.timestamp for s in history)
+        assert task_run.start_time == history[1].timestamp
+        assert task_run.end_time == history[2].timestamp
+    lines = api.read_logs(run_id, limit=100).items
+    assert {line.task_run_id for line in lines if line.task_run_id} == {t.id for t in tasks}
+
+
 def test_variables_and_secrets_go_to_the_server(api: SyncClient) -> None:
     name = f"v{uuid.uuid4().hex[:8]}"
     sdk.Variable.set(name, {"rows": 3})

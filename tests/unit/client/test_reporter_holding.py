@@ -79,7 +79,10 @@ def test_a_managed_run_holds_its_events_until_the_api_answers_again(port: int) -
         reporter.flush(timeout=30)
         later.join()
         received = started[0].received  # type: ignore[attr-defined]
-        assert [path for path, _ in received] == ["/api/logs", f"/api/flow-runs/{run_id}/state"]
+        assert [path for path, _ in received] == [
+            "/api/task-runs/batch",
+            f"/api/flow-runs/{run_id}/state",
+        ]
         assert received[0][1]["logs"][0]["message"] == "written while the server restarts"
     finally:
         reporter.close()
