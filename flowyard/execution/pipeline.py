@@ -16,6 +16,7 @@ isolation or the sandbox dying is infrastructure (CRASHED with the reason).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -139,7 +140,11 @@ class RunPipeline:
                     job, "the server restarted; the run's process ended while it was down"
                 )
             egress = job.job_variables.get("network") == sb.NetworkMode.EGRESS.value
-            await self._supervise(job, handle, started, egress=egress)
+            with contextlib.ExitStack() as held:
+                if handle.environment_dir is not None:  # eviction must not remove it meanwhile
+                    lease = self.environments.lease(handle.environment_dir.name)
+                    await asyncio.to_thread(held.enter_context, lease)
+                await self._supervise(job, handle, started, egress=egress)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

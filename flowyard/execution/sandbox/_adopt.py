@@ -55,6 +55,7 @@ class RunRecord:
     cgroup_dirs: dict[str, str]
     api_socket: str | None
     egress_socket: str | None
+    environment_dir: str | None = None
 
     @property
     def run_limits(self) -> Limits:

@@ -68,6 +68,7 @@ class ScriptedHandle:
 
     def __init__(self, run_id: str, result: SandboxResult, duration: float) -> None:
         self._run_id = run_id
+        self.environment_dir: Path | None = None
         self._result = dataclasses.replace(result, run_id=run_id)
         self._started = time.monotonic()
         self._stopped = asyncio.Event()

@@ -453,6 +453,7 @@ def _record(
         cgroup_dirs={c: str(d) for c, d in cgroup.dirs.items()},
         api_socket=str(spec.api_socket) if spec.api_socket else None,
         egress_socket=str(spec.egress_proxy_socket) if spec.egress_proxy_socket else None,
+        environment_dir=str(spec.environment_dir) if spec.environment_dir else None,
     ).save(run_dir)
 
 

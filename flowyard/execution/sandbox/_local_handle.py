@@ -57,7 +57,9 @@ class LocalHandle(SupervisedHandle):
         self._budget_bytes = budget_bytes
         self._torn_down = False
         self.adopted = False
-        super().__init__(spec.run_id, resources.process, spec.limits)
+        super().__init__(
+            spec.run_id, resources.process, spec.limits, environment_dir=spec.environment_dir
+        )
 
     @classmethod
     def adopt(
@@ -87,6 +89,7 @@ class LocalHandle(SupervisedHandle):
             record.run_limits,
             pid=record.pid if alive else None,
             running_for=seconds_since(record.started_wall),
+            environment_dir=Path(record.environment_dir) if record.environment_dir else None,
         )
         return handle
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Protocol
 
 from flowyard.execution.sandbox._result import SandboxResult, SandboxStats
@@ -17,6 +18,9 @@ class SandboxHandle(Protocol):
     def run_id(self) -> str:
         """The spec's run id."""
         ...
+
+    environment_dir: Path | None
+    """The run's environment (the host path), so a caller can hold it in use."""
 
     @property
     def pid(self) -> int:

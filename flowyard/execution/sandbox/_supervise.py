@@ -19,6 +19,7 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 from flowyard.execution.sandbox._result import SandboxResult, SandboxStats
 from flowyard.execution.sandbox._spec import Limits
@@ -49,10 +50,12 @@ class SupervisedHandle(ABC):
         *,
         pid: int | None = None,
         running_for: float = 0.0,
+        environment_dir: Path | None = None,
     ) -> None:
         """Supervise ``process``, or (adopting a run) the non-child ``pid`` already
         ``running_for`` seconds, whose wait status nobody can read any more."""
         self._run_id = run_id
+        self.environment_dir = environment_dir
         self._process = process
         self._pid = process.pid if process is not None else pid or 0  # 0: already ended
         self._limits = limits

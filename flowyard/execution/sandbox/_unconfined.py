@@ -93,7 +93,7 @@ class UnconfinedHandle(SupervisedHandle):
     ) -> None:
         self._res = resources
         self._peak_rss = 0
-        super().__init__(spec.run_id, process, spec.limits)
+        super().__init__(spec.run_id, process, spec.limits, environment_dir=spec.environment_dir)
 
     def read_output(self, offset: int = 0, limit: int = 65536) -> bytes:
         """Up to ``limit`` bytes of stdout+stderr from ``offset``."""
