@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, exists, func, literal, select
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -17,6 +16,8 @@ def dialect_of(session: AsyncSession) -> str:
 def json_list_contains(dialect: str, column: Any, value: str) -> ColumnElement[bool]:
     """``value in column`` for a JSON list column."""
     if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import JSONB  # loaded only where it is used
+
         return column.op("@>")(func.cast(literal(f'["{_escape(value)}"]'), JSONB))  # type: ignore[no-any-return]
     each = func.json_each(column).table_valued("value")
     return exists(select(literal(1)).select_from(each).where(each.c.value == value))
