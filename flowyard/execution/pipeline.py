@@ -343,6 +343,7 @@ class RunPipeline:
             network=network,
             egress_proxy_socket=egress_socket,
             limits=limits,
+            standby=True,  # the runner can start ahead of its run (see runner._stand_by)
         )
 
     async def _run(self, job: RunJob, prepared: Prepared, started: float) -> None:

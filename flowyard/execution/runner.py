@@ -8,6 +8,11 @@ Contract with the pipeline (environment variables):
 checkout). The SDK's server integration records the run's states, task runs
 and logs, batched, and flushes before the flow call returns.
 
+Started as a warm standby (``FLOWYARD_STANDBY`` names a FIFO in its /tmp),
+it loads what every run needs first, then waits on the FIFO for its run's
+environment, a JSON ``{"env": {...}}`` the sandbox writes when a run takes
+it, and goes on as above; end-of-file with nothing means no run came.
+
 Exit codes say what happened: 0 the flow completed; 1 the flow failed or was
 cancelled (its final state is recorded); 2 the run could not start (a bad
 entrypoint or parameters; FAILED is recorded with the reason); 3 the runner
@@ -42,6 +47,9 @@ def _fail_before_start(client: WireClient, run_id: uuid.UUID, message: str) -> i
 
 
 def main() -> int:
+    fifo = os.environ.pop("FLOWYARD_STANDBY", None)
+    if fifo is not None and not _stand_by(Path(fifo)):
+        return EXIT_COMPLETED
     run_id = uuid.UUID(os.environ["FLOWYARD_RUN_ID"])
     entrypoint = os.environ["FLOWYARD_ENTRYPOINT"]
     workdir = (Path.cwd() / os.environ.get("FLOWYARD_WORKING_DIRECTORY", ".")).resolve()
@@ -55,6 +63,32 @@ def main() -> int:
         return _run(client, run_id, entrypoint, workdir)
     finally:
         client.close()
+
+
+def _stand_by(fifo: Path) -> bool:
+    """Load what every run needs, then wait for this sandbox's run; ``False`` if none comes."""
+    import json
+
+    # Parameters are validated with pydantic: load it and build one adapter, so the
+    # run pays only for its own parameters' schemas.
+    from pydantic import ConfigDict, TypeAdapter
+
+    import flowyard.client._errors
+    import flowyard.client._wire
+    import flowyard.client.sdk_integration
+    import flowyard.sdk
+    import flowyard.sdk._entrypoints  # noqa: F401  (loaded ahead of the run, not used here)
+
+    TypeAdapter(int, config=ConfigDict(arbitrary_types_allowed=True)).validate_python(1)
+
+    os.mkfifo(fifo, 0o600)
+    with fifo.open("rb") as fh:  # blocks until the sandbox hands over a run
+        data = fh.read()
+    fifo.unlink(missing_ok=True)
+    if not data:
+        return False
+    os.environ.update(json.loads(data)["env"])
+    return True
 
 
 def _run(client: WireClient, run_id: uuid.UUID, entrypoint: str, workdir: Path) -> int:

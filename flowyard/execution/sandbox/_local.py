@@ -68,6 +68,14 @@ from flowyard.execution.sandbox._slots import (
     remove_idle_slots,
 )
 from flowyard.execution.sandbox._spec import NetworkMode, SandboxSpec
+from flowyard.execution.sandbox._standby import (
+    FIFO_NAME,
+    MAX_STANDBYS,
+    STANDBY_VARIABLE,
+    Standby,
+    Standbys,
+    assign,
+)
 from flowyard.execution.sandbox._storage import ImagePool
 
 logger = logging.getLogger(__name__)
@@ -104,6 +112,7 @@ class LocalSandbox:
         capabilities: HostCapabilities | None = None,
         runs_memory_bytes: int | None = None,
         runs_cgroup: str = RUNS_PARENT,
+        standbys: int = MAX_STANDBYS,
     ) -> None:
         if isolation not in ("strict", "none"):
             raise SandboxError(f"isolation must be 'strict' or 'none', not {isolation!r}")
@@ -121,6 +130,7 @@ class LocalSandbox:
         self._slots: SlotPool | None = None
         self._budget: RunsBudget | None = None
         self._adoptable: dict[str, RunRecord] = {}
+        self._standbys: Standbys | None = None
         if isolation == "none":
             logger.warning("sandbox isolation is 'none': %s", self.describe())
             self.reclaimed = tuple(self.reclaim_leftovers())
@@ -157,6 +167,12 @@ class LocalSandbox:
         tail = _bwrap.command_tail(setpriv=tools.setpriv, uid=uid, gid=gid)
         command = [str(tools.bwrap), "--args", str(ARGS_FD), *tail]
         self._slots = SlotPool(tools.cgroups, command, keep=images_per_size)
+        self._standbys = Standbys(
+            self._spawn_standby,
+            self._discard,
+            fifo_inside=f"{TMP_PATH}/{FIFO_NAME}",
+            limit=standbys,
+        )
 
     @property
     def isolation(self) -> Isolation:
@@ -202,7 +218,9 @@ class LocalSandbox:
             self._pool.warm(storage_bytes)
 
     def close(self) -> None:
-        """Stop the image pool's background thread."""
+        """Stop the standbys and the pools' background threads (runs go on)."""
+        if self._standbys is not None:
+            self._standbys.close()
         if self._slots is not None:
             self._slots.close()
         if self._pool is not None:
@@ -216,14 +234,67 @@ class LocalSandbox:
         if self._pool is None or self._tools is None or self._slots is None:
             process, resources = await asyncio.to_thread(_unconfined.spawn, spec, self._state)
             return _unconfined.UnconfinedHandle(spec, process, resources)
+        budget = self._budget.memory_bytes if self._budget is not None else None
+        standby = self._standbys.take(spec) if self._standbys is not None else None
+        if standby is not None:
+            try:
+                warm = await asyncio.to_thread(self._assign, standby, spec)
+            except (OSError, SandboxError) as exc:
+                logger.warning("run %s: standby unusable (%s); starting cold", spec.run_id, exc)
+                await asyncio.to_thread(self._discard, standby.resources)
+            else:
+                self._offer_standby(spec)
+                return LocalHandle(spec, warm, self._pool, budget)
         try:
             started = await asyncio.to_thread(
                 self._spawn, spec, self._pool, self._slots, self._tools
             )
         except OSError as exc:
             raise SandboxError(f"cannot prepare the sandbox of run {spec.run_id}: {exc}") from exc
-        budget = self._budget.memory_bytes if self._budget is not None else None
+        self._offer_standby(spec)
         return LocalHandle(spec, started, self._pool, budget)
+
+    def _offer_standby(self, spec: SandboxSpec) -> None:
+        if self._standbys is not None:
+            self._standbys.offer(spec)
+
+    def _spawn_standby(self, spec: SandboxSpec) -> RunResources:
+        if self._pool is None or self._slots is None or self._tools is None:
+            raise SandboxError("standbys need strict isolation")
+        return self._spawn(spec, self._pool, self._slots, self._tools)
+
+    def _assign(self, standby: Standby, spec: SandboxSpec) -> RunResources:
+        """Make a waiting standby ``spec``'s sandbox and hand its process the run (a thread)."""
+        res = standby.resources
+        run_dir = self._state / "runs" / spec.run_id
+        try:
+            res.run_dir.rename(run_dir)
+        except OSError as exc:
+            raise SandboxError(f"run {spec.run_id} cannot take a standby: {exc}") from exc
+        res = standby.resources = dataclasses.replace(res, run_dir=run_dir)
+        _check_sources(spec)
+        res.cgroup.rename(f"{CGROUP_PREFIX}{spec.run_id}")
+        res.cgroup.apply(spec.limits, extra_pids=SANDBOX_PROCESSES)
+        _copy_checkout(spec.workdir_source, res.fs.work, self._uid, self._gid)
+        if spec.api_socket is not None:
+            link_socket(self._state / "sockets" / "api", "api.sock", spec.api_socket)
+        runtime = self._runtime_view(spec.runtime_dir)
+        environment = self._environment_view(spec, runtime)
+        paths = _placeholders(environment.python if environment else runtime.python)
+        assign(standby, {name: expand(value, paths) for name, value in spec.env.items()})
+        assert res.process is not None  # a standby is always our own child
+        _record(spec, res.process.pid, res.cgroup, res.fs, run_dir)
+        return res
+
+    def _discard(self, res: RunResources) -> None:
+        """Stop a sandbox that never became a run's, and free what it holds."""
+        res.cgroup.remove()
+        if res.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                res.process.wait(timeout=5)
+        if self._pool is not None:
+            self._pool.release(res.fs)
+        shutil.rmtree(res.run_dir, ignore_errors=True)
 
     @staticmethod
     def run_of_process(pid: int) -> str | None:
@@ -240,6 +311,11 @@ class LocalSandbox:
             if name.startswith(CGROUP_PREFIX):
                 return name[len(CGROUP_PREFIX) :]
         return None
+
+    @property
+    def standbys_ready(self) -> int:
+        """How many warm standby sandboxes wait for a run (see :mod:`._standby`)."""
+        return len(self._standbys.keys) if self._standbys is not None else 0
 
     @property
     def adoptable(self) -> tuple[str, ...]:
@@ -358,20 +434,15 @@ class LocalSandbox:
             )
             process = self._exec(spec, mounts, slot, fs, run_dir)
             undo.pop_all()
-            _record(spec, process.pid, cgroup, fs, run_dir)
+            if STANDBY_VARIABLE not in spec.env:  # a standby is recorded when it becomes a run's
+                _record(spec, process.pid, cgroup, fs, run_dir)
         return RunResources(process, cgroup, fs, run_dir)
 
     def _exec(
         self, spec: SandboxSpec, mounts: _bwrap.Mounts, slot: Slot, fs: MountedImage, run_dir: Path
     ) -> subprocess.Popen[bytes]:
         python = mounts.environment.python if mounts.environment else mounts.runtime.python
-        paths = {
-            Placeholder.PYTHON: python,
-            Placeholder.WORK: WORK_PATH,
-            Placeholder.TMP: TMP_PATH,
-            Placeholder.API_SOCKET: API_SOCKET_PATH,
-            Placeholder.EGRESS_PROXY: EGRESS_PROXY_URL,
-        }
+        paths = _placeholders(python)
         argv = [expand(arg, paths) for arg in spec.argv]
         env = {name: expand(value, paths) for name, value in spec.env.items()}
         egress = spec.network is NetworkMode.EGRESS
@@ -430,6 +501,17 @@ class _Source:
     name: str
     path: Path | None
     kind: str
+
+
+def _placeholders(python: str) -> dict[Placeholder, str]:
+    """What the placeholders of a strict run's argv and env stand for inside."""
+    return {
+        Placeholder.PYTHON: python,
+        Placeholder.WORK: WORK_PATH,
+        Placeholder.TMP: TMP_PATH,
+        Placeholder.API_SOCKET: API_SOCKET_PATH,
+        Placeholder.EGRESS_PROXY: EGRESS_PROXY_URL,
+    }
 
 
 def _record(

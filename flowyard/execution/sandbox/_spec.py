@@ -83,6 +83,8 @@ class SandboxSpec:
     into the run's writable, size-limited work dir. ``api_socket`` is the
     server's unix socket, reachable inside whatever the network mode.
     ``argv`` and ``env`` values may use :class:`Placeholder` tokens.
+    ``standby`` says the command can start ahead of its run and wait for its
+    environment (see ``_standby``): runs like it may then start in a warm one.
     """
 
     run_id: str
@@ -97,6 +99,7 @@ class SandboxSpec:
     network: NetworkMode = NetworkMode.NONE
     egress_proxy_socket: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    standby: bool = False
 
     def __post_init__(self) -> None:
         # Freeze the containers too: a spec is shared between tasks.
