@@ -36,10 +36,31 @@ def default_services(settings: Settings) -> list[Service]:
     return services
 
 
+# How long the dispatcher lets a starting server have the CPU before loading the
+# execution plane (sandboxes, environments, egress proxy). Its loading thread
+# holds the interpreter lock in turns with the event loop, so loading at once
+# delayed the server's first answers; a run that changes meanwhile ends the wait.
+DISPATCHER_START_DELAY = 0.5
+
+
 async def dispatcher_service(ctx: ServerContext) -> None:
-    """The managed dispatcher, its modules loaded on a thread so the API answers meanwhile."""
+    """The managed dispatcher, loaded once the server answers, on a thread so it goes on answering.
+
+    A run created before the delay is up starts the loading at once (the
+    in-process "runs changed" signal), so it is not held back.
+    """
     import asyncio
+    import contextlib
     import importlib
 
+    from flowyard.server import signals
+
+    changed = signals.subscribe()
+    try:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DISPATCHER_START_DELAY):
+                await changed.wait()
+    finally:
+        signals.unsubscribe(changed)
     module = await asyncio.to_thread(importlib.import_module, "flowyard.server.services.dispatcher")
     await module.dispatcher_service(ctx)

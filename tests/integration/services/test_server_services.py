@@ -5,9 +5,18 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
+from flowyard.schemas import deployments as ds
+from flowyard.schemas import work_pools as wp
+from flowyard.schemas.flow_runs import FlowRunCreate
+from flowyard.schemas.states import StateType
+from flowyard.server import services
 from flowyard.server.context import ServerContext
 from flowyard.server.db import Database
+from flowyard.server.db import models as m
 from flowyard.server.keys import ServerKeys
+from flowyard.server.ops import deployments, flow_runs, work_pools
 from flowyard.server.ops.auth import Principal
 from flowyard.server.services import (
     default_services,
@@ -62,3 +71,46 @@ async def test_a_running_server_creates_scheduled_runs_and_stops_its_services_pr
         await asyncio.wait_for(ctx.stop(), HANG)
     assert len(runs) >= 3
     assert all(r.auto_scheduled for r in runs)
+
+
+async def test_a_run_created_while_the_dispatcher_waits_out_its_start_delay_is_claimed_at_once(
+    db: Database,
+    principal: Principal,
+    flowyard_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An hour's delay: only the "runs changed" signal can get the dispatcher going.
+    monkeypatch.setattr(services, "DISPATCHER_START_DELAY", 3600.0)
+    settings = Settings(home=flowyard_home, scheduler=False)
+    ctx = ServerContext(
+        settings=settings,
+        db=db,
+        keys=ServerKeys.from_master(b"test-server-key"),
+        services=default_services(settings),
+    )
+    await ctx.start()
+    try:
+        await asyncio.sleep(0.2)  # the dispatcher is waiting now
+        async with db.session() as session:
+            await work_pools.create_work_pool(session, principal, wp.WorkPoolCreate(name="managed"))
+            deployment = await deployments.upsert_deployment(
+                session,
+                principal,
+                ds.DeploymentCreate(
+                    flow_name="etl", name="now", entrypoint="etl.py:etl", work_pool_name="managed"
+                ),
+            )
+            run, _ = await flow_runs.create_flow_run(
+                session, principal, deployment.id, FlowRunCreate()
+            )
+        for _ in range(int(HANG / 0.05)):
+            async with db.session() as session:
+                current = await session.get(m.FlowRun, run.id)
+                assert current is not None
+                state = current.state_type
+            if state != StateType.SCHEDULED.value:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await asyncio.wait_for(ctx.stop(), HANG)
+    assert state != StateType.SCHEDULED.value, "the run was not claimed"
