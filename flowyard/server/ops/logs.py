@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -30,7 +30,7 @@ from flowyard.schemas import logs as s
 from flowyard.schemas.states import StateType
 from flowyard.server.db import models as m
 from flowyard.server.db.dialect import dialect_of, lock_rows
-from flowyard.server.ops import flow_runs
+from flowyard.server.ops import _bulk, flow_runs
 from flowyard.server.ops.auth import Principal
 from flowyard.server.ops.errors import InvalidInput, NotFound
 from flowyard.server.ops.task_runs import ReferenceNotFound
@@ -38,6 +38,15 @@ from flowyard.server.ops.task_runs import ReferenceNotFound
 MAX_PAGE = 5000
 _WRITTEN = "flowyard_logs_written"
 _LOGS = m.Base.metadata.tables[m.Log.__tablename__]
+_LOG_COLUMNS = (
+    "workspace_id",
+    "flow_run_id",
+    "task_run_id",
+    "level",
+    "name",
+    "message",
+    "timestamp",
+)
 _followers: dict[uuid.UUID, set[asyncio.Event]] = {}
 _drained: set[asyncio.Event] = set()
 
@@ -122,8 +131,9 @@ async def write_lines(
         }
         for line in lines
     ]
-    # Core, not the ORM bulk insert: per-row ORM bookkeeping was the largest cost here.
-    await session.execute(insert(_LOGS), rows)
+    # Driver-level executemany (see _bulk): per-row ORM and bind processing was
+    # the largest cost here.
+    await _bulk.insert_rows(session, _LOGS, _LOG_COLUMNS, rows)
     session.sync_session.info.setdefault(_WRITTEN, set()).update(run_ids)
     return len(rows)
 

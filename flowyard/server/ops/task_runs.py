@@ -31,19 +31,21 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, and_, insert, or_, select, update
+from sqlalchemy import Table, and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas import task_runs as s
-from flowyard.schemas.states import DEFAULT_NAMES, StateType
+from flowyard.schemas.states import DEFAULT_NAMES, TERMINAL_STATES, StateType
 from flowyard.server.db import models as m
 from flowyard.server.db.dialect import dialect_of, lock_rows
-from flowyard.server.ops import flow_runs
+from flowyard.server.ops import _bulk, flow_runs
 from flowyard.server.ops.auth import Principal
 from flowyard.server.ops.errors import Conflict, InvalidInput, NotFound
 
 MAX_PAGE = 1000
 RETRYING = "Retrying"
+# An enum member's ``.value`` is slow to read; the batch loop reads it per state.
+_VALUES = {t: t.value for t in StateType}
 # The columns a batch may change on an existing task run.
 _MUTABLE = (
     "name",
@@ -137,16 +139,23 @@ def _new_row(workspace_id: uuid.UUID, first: _Step) -> dict[str, Any]:
 
 def _apply(row: dict[str, Any], step: _Step) -> None:
     """Move the working copy of a task run to the step's state (timings included)."""
-    previous = row["state_type"]
     to = step.type
-    run_count = int(row["run_count"])
-    if (to is StateType.RUNNING and previous != StateType.RUNNING.value) or step.name == RETRYING:
-        run_count += 1
+    value = _VALUES[to]
+    if (to is StateType.RUNNING and row["state_type"] != value) or step.name == RETRYING:
+        row["run_count"] += 1
         if row["start_time"] is None:
             row["start_time"] = step.timestamp
-    row["run_count"] = max(run_count, step.run_count)
-    row["end_time"] = step.timestamp if to.is_terminal else None
-    entry = step.entry
+    if step.run_count > row["run_count"]:
+        row["run_count"] = step.run_count
+    row["end_time"] = step.timestamp if to in TERMINAL_STATES else None
+    row["state_type"] = value
+    row["state_name"] = step.name
+    row["state_message"] = step.message
+    row["state_timestamp"] = step.timestamp
+
+
+def _describe(row: dict[str, Any], entry: s.TaskRunUpsert) -> None:
+    """Names, keys and tags as the entry of the task run's latest state reports them."""
     row.update(
         name=entry.name,
         task_key=entry.task_key,
@@ -154,10 +163,6 @@ def _apply(row: dict[str, Any], step: _Step) -> None:
         cache_key=entry.cache_key,
         tags=list(entry.tags),
         max_retries=entry.max_retries,
-        state_type=to.value,
-        state_name=step.name,
-        state_message=step.message,
-        state_timestamp=step.timestamp,
     )
 
 
@@ -196,6 +201,8 @@ def _group(entries: Sequence[s.TaskRunUpsert]) -> dict[uuid.UUID, list[_Step]]:
 
 _TASK_RUNS = cast("Table", m.TaskRun.__table__)
 _TASK_RUN_STATES = cast("Table", m.TaskRunState.__table__)
+_TASK_RUN_COLUMNS = tuple(c.name for c in _TASK_RUNS.columns)
+_STATE_COLUMNS = tuple(c.name for c in _TASK_RUN_STATES.columns)
 
 
 async def upsert_task_runs(
@@ -228,9 +235,9 @@ async def upsert_task_runs(
         ):
             # The same answer whichever workspace holds the id: nothing is revealed.
             raise Conflict(f"task_runs.{first.position}.id: {task_id} is used by another flow run")
-        moved = False
+        latest: _Step | None = None
         for step in group:
-            key = (task_id, step.type.value, step.name, step.timestamp)
+            key = (task_id, _VALUES[step.type], step.name, step.timestamp)
             if key in recorded:  # recorded earlier, or earlier in this batch
                 result.duplicates += 1
                 continue
@@ -239,7 +246,7 @@ async def upsert_task_runs(
                 {
                     "id": uuid.uuid4(),
                     "task_run_id": task_id,
-                    "type": step.type.value,
+                    "type": key[1],
                     "name": step.name,
                     "message": step.message,
                     "timestamp": step.timestamp,
@@ -247,7 +254,10 @@ async def upsert_task_runs(
             )
             if row["state_timestamp"] is None or step.timestamp >= row["state_timestamp"]:
                 _apply(row, step)
-                moved = True
+                latest = step
+        moved = latest is not None
+        if latest is not None:
+            _describe(row, latest.entry)
         _check_finished_run(
             runs[first.entry.flow_run_id], row, first.position, changed=created or moved
         )
@@ -255,14 +265,12 @@ async def upsert_task_runs(
             new_rows.append(row)
         elif moved:
             moved_rows.append({"id": task_id, **{c: row[c] for c in _MUTABLE}})
-    # Core inserts (executemany), not the ORM's bulk path: a batch of 1,000 task
-    # runs with 3,000 states is the hot path of every recorded flow.
-    if new_rows:
-        await session.execute(insert(_TASK_RUNS), new_rows)
+    # Driver-level executemany (see _bulk): a batch of 1,000 task runs with
+    # 3,000 states is the hot path of every recorded flow.
+    await _bulk.insert_rows(session, _TASK_RUNS, _TASK_RUN_COLUMNS, new_rows)
     if moved_rows:
         await session.execute(update(m.TaskRun), moved_rows)
-    if history:
-        await session.execute(insert(_TASK_RUN_STATES), history)
+    await _bulk.insert_rows(session, _TASK_RUN_STATES, _STATE_COLUMNS, history)
     result.created = len(new_rows)
     result.updated = len(moved_rows)
     result.states_written = len(history)
@@ -270,9 +278,9 @@ async def upsert_task_runs(
 
 
 def _check_finished_run(run: m.FlowRun, row: dict[str, Any], index: int, *, changed: bool) -> None:
-    if not changed or not StateType(run.state_type).is_terminal:
+    if not changed or run.state_type not in TERMINAL_STATES:
         return
-    if StateType(row["state_type"]).is_terminal:
+    if row["state_type"] in TERMINAL_STATES:
         return
     raise Conflict(
         f"task_runs.{index}: flow run {run.id} is {run.state_type}; its task runs may only "
