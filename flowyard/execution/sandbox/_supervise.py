@@ -18,6 +18,7 @@ import signal
 import subprocess
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,38 +168,38 @@ def exit_code_and_signal(raw: int | None) -> tuple[int | None, int | None]:
 def _watch_exit(
     loop: asyncio.AbstractEventLoop, process: subprocess.Popen[bytes]
 ) -> asyncio.Future[ExitStatus]:
-    future: asyncio.Future[ExitStatus] = loop.create_future()
+    """Our child's exit, reaped for its wait status."""
     try:
         pidfd = os.pidfd_open(process.pid)
     except OSError:  # kernels before 5.3: one thread blocks in wait4
         return asyncio.ensure_future(loop.run_in_executor(None, _reap, process))
-
-    def exited() -> None:
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        if not future.done():
-            future.set_result(_reap(process))
-
-    loop.add_reader(pidfd, exited)
-    return future
+    return _when_readable(loop, pidfd, lambda: _reap(process))
 
 
 def _watch_pid(loop: asyncio.AbstractEventLoop, pid: int) -> asyncio.Future[ExitStatus]:
     """The exit of a process that is not our child: readable pidfd, unknown status."""
-    future: asyncio.Future[ExitStatus] = loop.create_future()
     try:
         if pid <= 0:
             raise ProcessLookupError(pid)
         pidfd = os.pidfd_open(pid)
     except OSError:  # already gone
-        future.set_result(ExitStatus(None))
-        return future
+        gone: asyncio.Future[ExitStatus] = loop.create_future()
+        gone.set_result(ExitStatus(None))
+        return gone
+    return _when_readable(loop, pidfd, lambda: ExitStatus(None))
+
+
+def _when_readable(
+    loop: asyncio.AbstractEventLoop, pidfd: int, status: Callable[[], ExitStatus]
+) -> asyncio.Future[ExitStatus]:
+    """Resolve to ``status()`` once the pidfd says its process exited (and close it)."""
+    future: asyncio.Future[ExitStatus] = loop.create_future()
 
     def exited() -> None:
         loop.remove_reader(pidfd)
         os.close(pidfd)
         if not future.done():
-            future.set_result(ExitStatus(None))
+            future.set_result(status())
 
     loop.add_reader(pidfd, exited)
     return future
