@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from flowyard.errors import ConfigurationError
-from flowyard.server.db import check_connection, create_database
+from flowyard.server.db import Database, check_connection, create_database
 from flowyard.server.db.migrate import upgrade
 from flowyard.settings import Settings
 
@@ -73,14 +73,21 @@ def bind_unix_socket(path: Path) -> socket.socket:
     return sock
 
 
-async def preflight(settings: Settings) -> None:
-    """Fail fast, with one line, on an unusable database."""
+async def preflight(settings: Settings) -> Database:
+    """Fail fast, with one line, on an unusable database; else return it, migrated.
+
+    The server then runs on this same database (one engine, one connection
+    check) rather than opening it a second time.
+    """
     db = create_database(settings.effective_database_url)
     try:
         await check_connection(db)
-        await upgrade(db)
-    finally:
+        if await upgrade(db):
+            logger.info("database migrated to the latest schema")
+    except BaseException:
         await db.dispose()
+        raise
+    return db
 
 
 def run_server(settings: Settings, *, tcp: bool = True) -> None:
@@ -89,16 +96,24 @@ def run_server(settings: Settings, *, tcp: bool = True) -> None:
     ``tcp=False`` serves the API on the unix socket only: a dispatcher-only
     process (``flowyard dispatcher``) whose sandboxed runs report through it.
     """
+    ensure_data_dir(settings.home)
+    sockets = [bind_socket(settings.host, settings.port)] if tcp else []
+    sockets.append(bind_unix_socket(settings.effective_api_socket))
+    try:
+        asyncio.run(_serve(settings, sockets, tcp=tcp))
+    finally:
+        with contextlib.suppress(OSError):
+            settings.effective_api_socket.unlink()
+
+
+async def _serve(settings: Settings, sockets: list[socket.socket], *, tcp: bool) -> None:
     import uvicorn
 
     from flowyard.server._uvicorn import GracefulServer
     from flowyard.server.app import create_app
 
-    ensure_data_dir(settings.home)
-    sockets = [bind_socket(settings.host, settings.port)] if tcp else []
-    sockets.append(bind_unix_socket(settings.effective_api_socket))
-    asyncio.run(preflight(settings))
-    app = create_app(settings)
+    db = await preflight(settings)
+    app = create_app(settings, database=db)
     config = uvicorn.Config(
         app,
         log_level=settings.log_level,
@@ -117,10 +132,9 @@ def run_server(settings: Settings, *, tcp: bool = True) -> None:
             db_label(settings),
         )
     try:
-        asyncio.run(server.serve(sockets=sockets))
+        await server.serve(sockets=sockets)
     finally:
-        with contextlib.suppress(OSError):
-            settings.effective_api_socket.unlink()
+        await db.dispose()
 
 
 def db_label(settings: Settings) -> str:
