@@ -36,6 +36,7 @@ class CallSignature:
 
     __slots__ = (
         "_adapters",
+        "_exact",
         "annotated",
         "defaults",
         "fn",
@@ -56,6 +57,7 @@ class CallSignature:
         self.plain = all(p.kind in (_POK, _KW_ONLY) for p in params)
         self.annotated = any(p.annotation is not _EMPTY for p in params)
         self._adapters: dict[str, TypeAdapter[Any]] | None = None
+        self._exact: dict[str, type] | None = None
 
     def bind(self, args: tuple[object, ...], kwargs: Mapping[str, object]) -> dict[str, object]:
         """The parameters of a call, defaults applied, in signature order."""
@@ -137,11 +139,21 @@ class CallSignature:
         """
         if not self.annotated:
             return dict(parameters)  # nothing to check; keeps pydantic unimported
+        defaults = dict(self.defaults)
+        if self._exact is None:
+            self._exact = _exact_types(self)
+        exact = self._exact
+        if all(
+            (name in defaults and value is defaults[name]) or type(value) is exact.get(name)
+            for name, value in parameters.items()
+        ):
+            # Defaults, and values already of their plain type (an int for `int`), are
+            # what pydantic would return: no need to load it (a run's start-up path).
+            return dict(parameters)
         import pydantic
 
         if self._adapters is None:
             self._adapters = _build_adapters(self)
-        defaults = dict(self.defaults)
         coerced: dict[str, object] = {}
         problems: list[str] = []
         for name, value in parameters.items():
@@ -188,6 +200,22 @@ def parameter_annotation(param: inspect.Parameter, hints: Mapping[str, object]) 
     if param.kind is _VAR_KEYWORD:
         return dict[str, annotation]  # type: ignore[valid-type]
     return annotation
+
+
+_PLAIN_TYPES = frozenset({int, float, str, bool, bytes})
+
+
+def _exact_types(sig: CallSignature) -> dict[str, type]:
+    """Parameters annotated with a plain scalar type, which a value of exactly it passes as is."""
+    hints = resolved_hints(sig.fn)
+    found: dict[str, type] = {}
+    for param in sig.signature.parameters.values():
+        if param.kind in (_VAR_POSITIONAL, _VAR_KEYWORD):
+            continue
+        annotation = parameter_annotation(param, hints)
+        if isinstance(annotation, type) and annotation in _PLAIN_TYPES:
+            found[param.name] = annotation
+    return found
 
 
 def _build_adapters(sig: CallSignature) -> dict[str, TypeAdapter[Any]]:

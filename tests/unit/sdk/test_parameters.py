@@ -2,13 +2,16 @@ from __future__ import annotations
 
 import datetime
 import enum
-from typing import Any
+import subprocess
+import sys
+from typing import Annotated, Any
 
 import pydantic
 import pytest
 
 from flowyard import flow
 from flowyard.sdk import ParameterTypeError, parameter_schema
+from flowyard.sdk._parameters import CallSignature
 from flowyard.sdk._schema import parameter_descriptions
 
 
@@ -20,6 +23,11 @@ class Color(enum.Enum):
 class Window(pydantic.BaseModel):
     start: datetime.date
     days: int = 1
+
+
+def _constrained(
+    n: int, positive: Annotated[int, pydantic.Field(gt=0)] = 1, flag: bool = False
+) -> None: ...
 
 
 class Opaque:
@@ -236,3 +244,28 @@ def test_flow_parameters_property_is_the_schema() -> None:
         return None
 
     assert forecast.parameters["properties"]["days"]["default"] == 3
+
+
+def test_values_already_of_a_plain_type_and_defaults_do_not_load_pydantic() -> None:
+    code = (
+        "import sys\n"
+        "from typing import Annotated\n"
+        "from flowyard.sdk._parameters import CallSignature\n"
+        "def f(n: int, name: str = 'x', ratio: float = 0.5, flag: bool = False) -> None: ...\n"
+        "sig = CallSignature(f)\n"
+        "assert sig.validate({'n': 3, 'name': 'y', 'ratio': 0.5, 'flag': True}, 'f') == "
+        "{'n': 3, 'name': 'y', 'ratio': 0.5, 'flag': True}\n"
+        "assert sig.validate(sig.bind((1,), {}), 'f')['n'] == 1\n"
+        "print('pydantic' in sys.modules)\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == "False"
+
+
+def test_values_needing_coercion_or_carrying_constraints_still_go_through_pydantic() -> None:
+    sig = CallSignature(_constrained)
+    assert sig.validate({"n": "7"}, "f") == {"n": 7}
+    with pytest.raises(ParameterTypeError, match="positive"):
+        sig.validate({"n": 1, "positive": -1}, "f")
+    with pytest.raises(ParameterTypeError, match="flag"):
+        sig.validate({"n": 1, "flag": "maybe"}, "f")
