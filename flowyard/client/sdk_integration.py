@@ -347,15 +347,19 @@ class ServerReporter:
         if time.monotonic() < self._offline_until:
             return
         batch = ReportBatch()
-        for event in events:
+        sent_early = 0  # lines already sent with the batch before a flow-run state
+        for position, event in enumerate(events):
             if isinstance(event, rep.StateChanged):
                 if event.run_kind == "task":
                     self._task_state(batch, event)
                 else:
+                    sent_early = self._lines_after(events, position, batch)
                     self._post(batch)
                     self._flow_state(event.run_id, event.state)
             elif isinstance(event, rep.LogEmitted):
-                if event.flow_run_id is not None:
+                if sent_early:
+                    sent_early -= 1
+                elif event.flow_run_id is not None:
                     batch.add_log(_log_line(event))
             elif isinstance(event, rep.TaskRunCreated):
                 self._tasks[event.task_run_id] = _TaskInfo(event)
@@ -367,6 +371,21 @@ class ServerReporter:
         self._post(batch)
         for run_id in list(self._pending_create):
             self._create(self._pending_create.pop(run_id), None)
+
+    def _lines_after(self, events: Sequence[rep.Event], position: int, batch: ReportBatch) -> int:
+        """Add the log lines that directly follow a flow-run state to the batch before it.
+
+        A flow's last line ("Finished in state ...") follows its final state;
+        sent with the batch that precedes the state, it costs no request of its
+        own. Only lines of runs the server already has qualify. Returns how many.
+        """
+        count = 0
+        for event in events[position + 1 :]:
+            if not isinstance(event, rep.LogEmitted) or event.flow_run_id not in self._flow_states:
+                break
+            batch.add_log(_log_line(event))
+            count += 1
+        return count
 
     def _post(self, batch: ReportBatch) -> None:
         """Send the batch's task-run states and log lines in one request, then empty it."""

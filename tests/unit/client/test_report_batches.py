@@ -162,3 +162,79 @@ def test_an_older_server_gets_task_runs_and_lines_the_older_way(
         assert [e["state_type"] for e in body["task_runs"]] == ["PENDING", "RUNNING", "COMPLETED"]
     assert [body["logs"][0]["message"] for _, body in received[2::2]] == ["done", "done"]
     assert "could not record" not in caplog.text
+
+
+class _Api(BaseHTTPRequestHandler):
+    """Accepts everything; a created flow run answers with its state."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.received.append((self.path, body))  # type: ignore[attr-defined]
+        answer: dict[str, Any] = {}
+        if self.path.endswith("/state"):
+            answer = {"status": "ACCEPT"}
+        elif self.path.endswith("/flow-runs"):
+            answer = {"id": body["id"], "state_type": body["state"]["type"], "deployment_id": "x"}
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def api() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    server.received = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _flow_state(run: uuid.UUID, kind: StateType, seconds: float) -> rep.StateChanged:
+    return rep.StateChanged(
+        "flow", run, run, rep.StateSnapshot(kind, kind.value.title(), None, at(seconds)), 1
+    )
+
+
+def test_a_flows_last_line_travels_with_its_last_task_runs_before_its_final_state(
+    api: ThreadingHTTPServer,
+) -> None:
+    host, port = api.server_address[:2]
+    client = WireClient(f"http://{host!s}:{port}/api", "fy_x", attempts=0)
+    reporter = ServerReporter(client, interval=0.01)
+    run = uuid.uuid4()
+    started = rep.FlowRunStarted(
+        run, "brave-fox", "etl", None, {}, None, None, frozenset(), None, at(0)
+    )
+    finished = rep.LogEmitted(run, None, 20, "flowyard.flow_runs", "Finished", at(9))
+    try:
+        with reporter._cond:  # one chunk, as when the flow outruns the recorder
+            for event in [
+                started,
+                _flow_state(run, StateType.RUNNING, 0),
+                *_task_events(run),
+                _flow_state(run, StateType.COMPLETED, 8),
+                finished,
+            ]:
+                reporter.emit(event)
+        reporter.flush(timeout=30)
+    finally:
+        reporter.close()
+        client.close()
+    received: list[tuple[str, dict[str, Any]]] = api.received  # type: ignore[attr-defined]
+    assert [path for path, _ in received] == [
+        "/api/flow-runs",
+        "/api/task-runs/batch",
+        f"/api/flow-runs/{run}/state",
+    ]
+    assert received[0][1]["state"]["type"] == "RUNNING"
+    last_batch = received[1][1]
+    assert [e["state_type"] for e in last_batch["task_runs"]] == ["COMPLETED"]
+    assert [line["message"] for line in last_batch["logs"]] == ["done", "Finished"]
+    assert received[2][1]["type"] == "COMPLETED"
