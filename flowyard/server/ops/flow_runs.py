@@ -273,11 +273,12 @@ async def _context(
     if not ctx.activates:
         return ctx
     workspace = await lock_workspace(session, run.workspace_id)
+    # Held here so the checks below find them in the session (its map holds them weakly).
+    deployment = await session.get(m.Deployment, run.deployment_id) if run.deployment_id else None
     quota = None
-    if run.work_pool_id is not None:
-        pool = await session.get(m.WorkPool, run.work_pool_id)
-        if pool is not None and pool.type == "managed":
-            quota = await usage.quota_reason(session, workspace, now)
+    pool = await session.get(m.WorkPool, run.work_pool_id) if run.work_pool_id else None
+    if pool is not None and pool.type == "managed":
+        quota = await usage.quota_reason(session, workspace, now)
     return TransitionContext(
         from_type=ctx.from_type,
         to_type=ctx.to_type,
@@ -287,6 +288,7 @@ async def _context(
         paused=await _pauses(session, run),
         quota_reason=quota,
     )
+    del deployment  # kept alive until here on purpose
 
 
 async def _transition(
