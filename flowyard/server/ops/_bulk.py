@@ -1,12 +1,13 @@
-"""Bulk inserts for the rows a recorded flow writes most: task runs, their states, log lines.
+"""Bulk writes for the rows a recorded flow writes most: task runs, their states, log lines.
 
 A recorded flow of 1,000 trivial tasks writes some 5,000 rows. Through a Core
 ``insert()`` executemany, SQLAlchemy builds a parameter dict per row and runs
 every value through its type's bind processor (a UTC datetime through two,
 a UUID, JSON): more server time than SQLite spends storing the rows. Here the
-statement is compiled once per table and dialect (so the placeholders and
-casts are the dialect's own) and the values are converted as those
-processors would store them, then handed to the driver's executemany:
+statement (an insert, or an update by primary key) is compiled once per table
+and dialect (so the placeholders and casts are the dialect's own) and the
+values are converted as those processors would store them, then handed to the
+driver's executemany:
 
 - UUIDs: 32 hex digits on SQLite, as they are on PostgreSQL;
 - UTC datetimes: naive UTC text with microseconds on SQLite (the very text
@@ -17,21 +18,23 @@ processors would store them, then handed to the driver's executemany:
 Only these column types are known here; any other raises at compile time, so
 a model change cannot slip a wrongly stored value through.
 tests/integration/api/test_task_run_rows.py pins that rows written here read
-back equal to rows written through the ORM, on both dialects.
+back equal to rows written or changed through the ORM, on both dialects.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, Table, Text, Uuid, insert
-from sqlalchemy.engine import Dialect
+from sqlalchemy import JSON, Integer, String, Table, Text, Uuid, bindparam, insert, update
+from sqlalchemy.engine import Compiled, Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from flowyard.server.db._types import UTCDateTime
 
@@ -49,7 +52,7 @@ def _naive_utc_text(value: datetime | None) -> str | None:
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
 
 
 def _aware_utc(value: datetime | None) -> datetime | None:
@@ -78,17 +81,22 @@ def _encoder(table: Table, column: str, dialect: str) -> Encoder | None:
 
 
 class _Statement:
+    """A compiled statement and how to turn a row mapping into its parameters."""
+
     __slots__ = ("encoded", "sql", "values")
 
-    def __init__(self, table: Table, columns: tuple[str, ...], dialect: Dialect) -> None:
-        compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
+    def __init__(self, table: Table, compiled: Compiled, sources: Mapping[str, str]) -> None:
+        # ``sources``: placeholder name -> the row key (and column) its value comes from.
+        if not isinstance(compiled, SQLCompiler):
+            raise TypeError(f"{table.name}: not a SQL statement")
         order = tuple(compiled.positiontup or ())
-        if len(order) < 2 or sorted(order) != sorted(columns):
-            raise TypeError(f"{table.name}: expected positional placeholders for {columns}")
+        if len(order) < 2 or sorted(order) != sorted(sources):
+            raise TypeError(f"{table.name}: expected positional placeholders for {list(sources)}")
         self.sql = compiled.string
         # A row's values in placeholder order, then the ones that need converting.
-        self.values = itemgetter(*order)
-        encoders = ((i, _encoder(table, c, dialect.name)) for i, c in enumerate(order))
+        self.values = itemgetter(*(sources[p] for p in order))
+        dialect = compiled.dialect.name
+        encoders = ((i, _encoder(table, sources[p], dialect)) for i, p in enumerate(order))
         self.encoded = tuple((i, e) for i, e in encoders if e is not None)
 
     def params(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -98,19 +106,60 @@ class _Statement:
         return tuple(values)
 
 
-_statements: dict[tuple[str, tuple[str, ...], str], _Statement] = {}
+def _insert(table: Table, columns: tuple[str, ...], dialect: Dialect) -> _Statement:
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
+    return _Statement(table, compiled, {c: c for c in columns})
+
+
+def _update(table: Table, columns: tuple[str, ...], dialect: Dialect) -> _Statement:
+    (key,) = table.primary_key.columns
+    # Placeholders may not share a column's name in a SET clause: prefix them.
+    statement = (
+        update(table)
+        .where(key == bindparam("by_" + key.name))
+        .values({c: bindparam("to_" + c) for c in columns})
+    )
+    sources = {"by_" + key.name: key.name, **{"to_" + c: c for c in columns}}
+    return _Statement(table, statement.compile(dialect=dialect), sources)
+
+
+_statements: dict[tuple[str, str, tuple[str, ...], str], _Statement] = {}
+
+
+async def _execute(
+    session: AsyncSession,
+    verb: str,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Iterable[Mapping[str, Any]],
+) -> None:
+    dialect = session.get_bind().dialect
+    key = (verb, table.name, columns, dialect.name)
+    statement = _statements.get(key)
+    if statement is None:
+        prepare = _insert if verb == "insert" else _update
+        statement = _statements[key] = prepare(table, columns, dialect)
+    params = [statement.params(row) for row in rows]
+    if params:
+        connection = await session.connection()
+        await connection.exec_driver_sql(statement.sql, params)
+
+
+def new_ids(count: int) -> list[uuid.UUID]:
+    """``count`` random (version 4) UUIDs from one read of the system's random source."""
+    raw = os.urandom(16 * count)
+    return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * count, 16)]
 
 
 async def insert_rows(
     session: AsyncSession, table: Table, columns: tuple[str, ...], rows: Iterable[Mapping[str, Any]]
 ) -> None:
     """Insert ``rows`` (each a mapping holding every one of ``columns``) in one executemany."""
-    dialect = session.get_bind().dialect
-    key = (table.name, columns, dialect.name)
-    statement = _statements.get(key)
-    if statement is None:
-        statement = _statements[key] = _Statement(table, columns, dialect)
-    params = [statement.params(row) for row in rows]
-    if params:
-        connection = await session.connection()
-        await connection.exec_driver_sql(statement.sql, params)
+    await _execute(session, "insert", table, columns, rows)
+
+
+async def update_rows(
+    session: AsyncSession, table: Table, columns: tuple[str, ...], rows: Iterable[Mapping[str, Any]]
+) -> None:
+    """Set ``columns`` of existing rows, each found by its primary key (also in the mapping)."""
+    await _execute(session, "update", table, columns, rows)

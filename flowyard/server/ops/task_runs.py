@@ -2,10 +2,10 @@
 
 A batch costs a fixed handful of statements whatever its size: one read of
 the flow runs it names (access and state), one read of the task runs that
-already exist (locked on PostgreSQL), one read of their recent history (to
-skip re-sent entries), then one executemany each for new task runs, moved
-task runs and history rows (the recent-history read only when some task run
-already exists). An ORM flush per row was rejected: at thousands of tasks per
+already exist (locked on PostgreSQL), one read of recent history when a state
+in the batch may be a re-send (see ``_maybe_resent``), then one driver-level
+executemany each for new task runs, moved task runs and history rows (see
+``_bulk``). An ORM flush per row was rejected: at thousands of tasks per
 batch it is one round trip per object.
 
 Ordering: the states of one task run (entries and their ``previous_states``)
@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import Table, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas import task_runs as s
@@ -99,10 +99,30 @@ async def _existing(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UU
     return {r.id: dict(r._mapping) for r in await session.execute(query)}
 
 
+def _maybe_resent(
+    groups: dict[uuid.UUID, list[_Step]], existing: dict[uuid.UUID, dict[str, Any]]
+) -> tuple[list[uuid.UUID], datetime | None]:
+    """The task runs whose batch states may repeat recorded ones, and the earliest such state.
+
+    A recorded state is never later than its task run's current state (a later
+    one would have moved it there), so a state later than that is new: a run
+    reported forward, as a running flow reports, needs no history read.
+    """
+    ids: list[uuid.UUID] = []
+    since: datetime | None = None
+    for task_id, row in existing.items():
+        current = row["state_timestamp"]
+        earliest = groups[task_id][0].timestamp  # groups are in timestamp order
+        if earliest <= current:
+            ids.append(task_id)
+            since = earliest if since is None else min(since, earliest)
+    return ids, since
+
+
 async def _recorded(
-    session: AsyncSession, ids: list[uuid.UUID], since: datetime
+    session: AsyncSession, ids: list[uuid.UUID], since: datetime | None
 ) -> set[tuple[uuid.UUID, str, str, datetime]]:
-    if not ids:
+    if not ids or since is None:
         return set()
     s_ = m.TaskRunState
     query = select(s_.task_run_id, s_.type, s_.name, s_.timestamp).where(
@@ -216,10 +236,7 @@ async def upsert_task_runs(
     groups = _group(entries)
     runs = await _runs_of(session, principal, entries)
     existing = await _existing(session, list(groups))
-    recorded: set[tuple[uuid.UUID, str, str, datetime]] = set()
-    if existing:
-        since = min(step.timestamp for group in groups.values() for step in group)
-        recorded = await _recorded(session, list(existing), since)
+    recorded = await _recorded(session, *_maybe_resent(groups, existing))
     new_rows: list[dict[str, Any]] = []
     moved_rows: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
@@ -244,7 +261,6 @@ async def upsert_task_runs(
             recorded.add(key)
             history.append(
                 {
-                    "id": uuid.uuid4(),
                     "task_run_id": task_id,
                     "type": key[1],
                     "name": step.name,
@@ -264,12 +280,13 @@ async def upsert_task_runs(
         if created:
             new_rows.append(row)
         elif moved:
-            moved_rows.append({"id": task_id, **{c: row[c] for c in _MUTABLE}})
+            moved_rows.append(row)
     # Driver-level executemany (see _bulk): a batch of 1,000 task runs with
     # 3,000 states is the hot path of every recorded flow.
     await _bulk.insert_rows(session, _TASK_RUNS, _TASK_RUN_COLUMNS, new_rows)
-    if moved_rows:
-        await session.execute(update(m.TaskRun), moved_rows)
+    await _bulk.update_rows(session, _TASK_RUNS, _MUTABLE, moved_rows)
+    for row, ident in zip(history, _bulk.new_ids(len(history)), strict=True):
+        row["id"] = ident
     await _bulk.insert_rows(session, _TASK_RUN_STATES, _STATE_COLUMNS, history)
     result.created = len(new_rows)
     result.updated = len(moved_rows)

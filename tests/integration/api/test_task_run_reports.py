@@ -128,6 +128,20 @@ async def test_resending_a_coalesced_batch_changes_nothing(client: httpx.AsyncCl
     assert len((await client.get(f"/task-runs/{task}/states")).json()) == 3
 
 
+async def test_a_batch_resending_some_states_with_new_ones_records_only_the_new(
+    client: httpx.AsyncClient,
+) -> None:
+    run = await new_run(client)
+    task = str(uuid.uuid4())
+    await batch(client, coalesced(run, task, ("PENDING", 0), ("RUNNING", 1)))
+    r = await batch(client, coalesced(run, task, ("RUNNING", 1), ("COMPLETED", 2)))
+    assert r.json() == {"created": 0, "updated": 1, "states_written": 1, "duplicates": 1}
+    states = (await client.get(f"/task-runs/{task}/states")).json()
+    assert [s["type"] for s in states] == ["PENDING", "RUNNING", "COMPLETED"]
+    got = (await client.get(f"/task-runs/{task}")).json()
+    assert (got["state_type"], got["run_count"]) == ("COMPLETED", 1)
+
+
 async def test_log_lines_in_a_batch_are_stored_with_their_task_runs(
     client: httpx.AsyncClient,
 ) -> None:

@@ -136,3 +136,51 @@ async def test_a_naive_time_is_refused_by_the_bulk_insert(
     with pytest.raises(ValueError, match="naive datetime"):
         async with ctx.db.session() as session:
             await _bulk.insert_rows(session, m.Log.__table__, tuple(line), [line])
+
+
+async def test_bulk_updates_change_rows_as_orm_updates_do(
+    client: httpx.AsyncClient, ctx: ServerContext
+) -> None:
+    run = uuid.UUID(await new_run(client))
+    workspace = await _workspace(ctx, run)
+    before: dict[str, Any] = {
+        "workspace_id": workspace,
+        "flow_run_id": run,
+        "name": "load-1",
+        "tags": [],
+        "state_type": "RUNNING",
+        "state_name": "Running",
+        "state_timestamp": ON_THE_SECOND,
+        "start_time": ON_THE_SECOND,
+        "created": ON_THE_SECOND,
+    }
+    after: dict[str, Any] = {
+        "name": "load-1b",
+        "cache_key": "key",
+        "tags": ["x"],
+        "state_type": "FAILED",
+        "state_name": "Failed",
+        "state_message": "boom",
+        "state_timestamp": WITH_MICROSECONDS,
+        "run_count": 3,
+        "start_time": None,
+        "end_time": WITH_MICROSECONDS,
+    }
+    orm_task, bulk_task, untouched = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with ctx.db.session() as session:
+        for ident in (orm_task, bulk_task, untouched):
+            session.add(m.TaskRun(id=ident, **before))
+    async with ctx.db.session() as session:
+        orm_row = await session.get(m.TaskRun, orm_task)
+        assert orm_row is not None
+        for column, value in after.items():
+            setattr(orm_row, column, value)
+        await session.flush()
+        await _bulk.update_rows(
+            session, m.TaskRun.__table__, tuple(after), [{"id": bulk_task, **after}]
+        )
+    async with ctx.db.session() as session:
+        rows = {t.id: t for t in (await session.execute(select(m.TaskRun))).scalars()}
+    assert _values(rows[bulk_task], ("id",)) == _values(rows[orm_task], ("id",))
+    assert rows[bulk_task].state_type == "FAILED"
+    assert (rows[untouched].state_type, rows[untouched].name) == ("RUNNING", "load-1")
