@@ -9,7 +9,8 @@ and dialect (so the placeholders and casts are the dialect's own) and the
 values are converted as those processors would store them, then handed to the
 driver's executemany:
 
-- UUIDs: 32 hex digits on SQLite, as they are on PostgreSQL;
+- UUIDs: 32 hex digits on SQLite, as they are on PostgreSQL (ids made by
+  :func:`new_ids` are 32 hex digits already, which both take);
 - UTC datetimes: naive UTC text with microseconds on SQLite (the very text
   SQLAlchemy writes, so comparisons and ordering in SQL are unchanged), aware
   UTC on PostgreSQL; a naive datetime is refused, as ``UTCDateTime`` does;
@@ -41,8 +42,10 @@ from flowyard.server.db._types import UTCDateTime
 Encoder = Callable[[Any], Any]
 
 
-def _uuid_hex(value: uuid.UUID | None) -> str | None:
-    return None if value is None else value.hex
+def _uuid_hex(value: uuid.UUID | str | None) -> str | None:
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    return value  # None, or 32 hex digits already (see new_ids)
 
 
 def _naive_utc_text(value: datetime | None) -> str | None:
@@ -83,7 +86,7 @@ def _encoder(table: Table, column: str, dialect: str) -> Encoder | None:
 class _Statement:
     """A compiled statement and how to turn a row mapping into its parameters."""
 
-    __slots__ = ("encoded", "sql", "values")
+    __slots__ = ("encoded", "sql", "times", "values")
 
     def __init__(self, table: Table, compiled: Compiled, sources: Mapping[str, str]) -> None:
         # ``sources``: placeholder name -> the row key (and column) its value comes from.
@@ -97,12 +100,22 @@ class _Statement:
         self.values = itemgetter(*(sources[p] for p in order))
         dialect = compiled.dialect.name
         encoders = ((i, _encoder(table, sources[p], dialect)) for i, p in enumerate(order))
-        self.encoded = tuple((i, e) for i, e in encoders if e is not None)
+        encoded = [(i, e) for i, e in encoders if e is not None]
+        # Times are slow to format and repeat across rows (a task run's times are
+        # its states'): those go through a memo of converted values.
+        self.times = tuple((i, e) for i, e in encoded if e is _naive_utc_text)
+        self.encoded = tuple((i, e) for i, e in encoded if e is not _naive_utc_text)
 
-    def params(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    def params(self, row: Mapping[str, Any], memo: dict[Any, Any]) -> tuple[Any, ...]:
         values = list(self.values(row))
         for i, encode in self.encoded:
             values[i] = encode(values[i])
+        for i, encode in self.times:
+            value = values[i]
+            text = memo.get(value)
+            if text is None:
+                text = memo[value] = encode(value)
+            values[i] = text
         return tuple(values)
 
 
@@ -132,6 +145,7 @@ async def _execute(
     table: Table,
     columns: tuple[str, ...],
     rows: Iterable[Mapping[str, Any]],
+    memo: dict[Any, Any] | None,
 ) -> None:
     dialect = session.get_bind().dialect
     key = (verb, table.name, columns, dialect.name)
@@ -139,27 +153,48 @@ async def _execute(
     if statement is None:
         prepare = _insert if verb == "insert" else _update
         statement = _statements[key] = prepare(table, columns, dialect)
-    params = [statement.params(row) for row in rows]
+    memo = {} if memo is None else memo
+    params = [statement.params(row, memo) for row in rows]
     if params:
         connection = await session.connection()
         await connection.exec_driver_sql(statement.sql, params)
 
 
-def new_ids(count: int) -> list[uuid.UUID]:
-    """``count`` random (version 4) UUIDs from one read of the system's random source."""
-    raw = os.urandom(16 * count)
-    return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * count, 16)]
+def new_ids(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs as 32 hex digits, for rows written here.
+
+    One read of the system's random source for all of them, and no UUID objects:
+    both dialects take the text for a UUID column.
+    """
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16])  # version 4
+    raw[8::16] = bytes(b & 0x3F | 0x80 for b in raw[8::16])  # RFC 4122 variant
+    text = raw.hex()
+    return [text[i : i + 32] for i in range(0, 32 * count, 32)]
 
 
 async def insert_rows(
-    session: AsyncSession, table: Table, columns: tuple[str, ...], rows: Iterable[Mapping[str, Any]]
+    session: AsyncSession,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    memo: dict[Any, Any] | None = None,
 ) -> None:
-    """Insert ``rows`` (each a mapping holding every one of ``columns``) in one executemany."""
-    await _execute(session, "insert", table, columns, rows)
+    """Insert ``rows`` (each a mapping holding every one of ``columns``) in one executemany.
+
+    ``memo`` (converted values by value) may be shared by calls on the same rows' values.
+    """
+    await _execute(session, "insert", table, columns, rows, memo)
 
 
 async def update_rows(
-    session: AsyncSession, table: Table, columns: tuple[str, ...], rows: Iterable[Mapping[str, Any]]
+    session: AsyncSession,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    memo: dict[Any, Any] | None = None,
 ) -> None:
     """Set ``columns`` of existing rows, each found by its primary key (also in the mapping)."""
-    await _execute(session, "update", table, columns, rows)
+    await _execute(session, "update", table, columns, rows, memo)

@@ -283,11 +283,12 @@ async def upsert_task_runs(
             moved_rows.append(row)
     # Driver-level executemany (see _bulk): a batch of 1,000 task runs with
     # 3,000 states is the hot path of every recorded flow.
-    await _bulk.insert_rows(session, _TASK_RUNS, _TASK_RUN_COLUMNS, new_rows)
-    await _bulk.update_rows(session, _TASK_RUNS, _MUTABLE, moved_rows)
+    times: dict[Any, Any] = {}  # a task run's times are its states': converted once
+    await _bulk.insert_rows(session, _TASK_RUNS, _TASK_RUN_COLUMNS, new_rows, memo=times)
+    await _bulk.update_rows(session, _TASK_RUNS, _MUTABLE, moved_rows, memo=times)
     for row, ident in zip(history, _bulk.new_ids(len(history)), strict=True):
         row["id"] = ident
-    await _bulk.insert_rows(session, _TASK_RUN_STATES, _STATE_COLUMNS, history)
+    await _bulk.insert_rows(session, _TASK_RUN_STATES, _STATE_COLUMNS, history, memo=times)
     result.created = len(new_rows)
     result.updated = len(moved_rows)
     result.states_written = len(history)

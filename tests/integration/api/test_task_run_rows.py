@@ -184,3 +184,11 @@ async def test_bulk_updates_change_rows_as_orm_updates_do(
     assert _values(rows[bulk_task], ("id",)) == _values(rows[orm_task], ("id",))
     assert rows[bulk_task].state_type == "FAILED"
     assert (rows[untouched].state_type, rows[untouched].name) == ("RUNNING", "load-1")
+
+
+def test_new_ids_are_distinct_version_4_uuids() -> None:
+    ids = _bulk.new_ids(500)
+    parsed = [uuid.UUID(hex=i) for i in ids]
+    assert len(set(ids)) == 500
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert [u.hex for u in parsed] == ids
