@@ -119,6 +119,35 @@ def _maybe_resent(
     return ids, since
 
 
+def _fresh(
+    task_id: uuid.UUID,
+    group: list[_Step],
+    recorded: set[tuple[uuid.UUID, str, str, datetime]] | None,
+) -> tuple[list[_Step], int]:
+    """The task run's states that are new, and how many are re-sends.
+
+    A re-send repeats a recorded state, or a state earlier in the batch (same
+    type, name and timestamp: in a group in timestamp order, those are next to
+    each other, so no set of every state is needed).
+    """
+    fresh: list[_Step] = []
+    resent = 0
+    moment: datetime | None = None
+    seen: list[tuple[StateType, str]] = []  # the states at ``moment`` so far
+    for step in group:
+        if step.timestamp != moment:
+            moment, seen = step.timestamp, []
+        elif (step.type, step.name) in seen:
+            resent += 1
+            continue
+        if recorded and (task_id, _VALUES[step.type], step.name, step.timestamp) in recorded:
+            resent += 1
+            continue
+        seen.append((step.type, step.name))
+        fresh.append(step)
+    return fresh, resent
+
+
 async def _recorded(
     session: AsyncSession, ids: list[uuid.UUID], since: datetime | None
 ) -> set[tuple[uuid.UUID, str, str, datetime]]:
@@ -253,16 +282,13 @@ async def upsert_task_runs(
             # The same answer whichever workspace holds the id: nothing is revealed.
             raise Conflict(f"task_runs.{first.position}.id: {task_id} is used by another flow run")
         latest: _Step | None = None
-        for step in group:
-            key = (task_id, _VALUES[step.type], step.name, step.timestamp)
-            if key in recorded:  # recorded earlier, or earlier in this batch
-                result.duplicates += 1
-                continue
-            recorded.add(key)
+        fresh, resent = _fresh(task_id, group, None if created else recorded)
+        result.duplicates += resent
+        for step in fresh:
             history.append(
                 {
                     "task_run_id": task_id,
-                    "type": key[1],
+                    "type": _VALUES[step.type],
                     "name": step.name,
                     "message": step.message,
                     "timestamp": step.timestamp,

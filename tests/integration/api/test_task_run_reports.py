@@ -142,6 +142,30 @@ async def test_a_batch_resending_some_states_with_new_ones_records_only_the_new(
     assert (got["state_type"], got["run_count"]) == ("COMPLETED", 1)
 
 
+async def test_a_state_repeated_within_one_batch_is_recorded_once(
+    client: httpx.AsyncClient,
+) -> None:
+    run = await new_run(client)
+    task = str(uuid.uuid4())
+    r = await batch(
+        client,
+        coalesced(run, task, ("PENDING", 0), ("RUNNING", 1)),
+        entry(run, task, "PENDING", 0),
+        coalesced(run, task, ("RUNNING", 1), ("COMPLETED", 2)),
+        entry(run, task, "RUNNING", 1, state_name="Retrying"),  # same time, another state
+    )
+    assert r.json() == {"created": 1, "updated": 0, "states_written": 4, "duplicates": 2}
+    states = (await client.get(f"/task-runs/{task}/states")).json()
+    assert sorted(
+        (datetime.fromisoformat(s["timestamp"]), s["type"], s["name"]) for s in states
+    ) == [
+        (T0, "PENDING", "Pending"),
+        (T0 + timedelta(seconds=1), "RUNNING", "Retrying"),
+        (T0 + timedelta(seconds=1), "RUNNING", "Running"),
+        (T0 + timedelta(seconds=2), "COMPLETED", "Completed"),
+    ]
+
+
 async def test_log_lines_in_a_batch_are_stored_with_their_task_runs(
     client: httpx.AsyncClient,
 ) -> None:
