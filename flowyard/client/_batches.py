@@ -45,19 +45,53 @@ def state_fields(
     return fields
 
 
+class _TaskRun:
+    """One task run's part of a batch: what every entry repeats, and its states in order."""
+
+    __slots__ = ("cache_key", "fields", "run_count", "states")
+
+    def __init__(
+        self, fields: dict[str, Any], state: dict[str, Any], run_count: int, cache_key: str | None
+    ) -> None:
+        self.fields = fields
+        self.states = [state]
+        self.run_count = run_count
+        self.cache_key = cache_key
+
+    def entry(self, states: list[dict[str, Any]], *, last: bool) -> dict[str, Any]:
+        """The entry for the last of ``states``, the others as its previous states."""
+        *earlier, own = states
+        entry = dict(self.fields)
+        entry["state_type"] = own["type"]
+        entry["timestamp"] = own["timestamp"]
+        if "name" in own:
+            entry["state_name"] = own["name"]
+        if "message" in own:
+            entry["state_message"] = own["message"]
+        if last:
+            if self.run_count:
+                entry["run_count"] = self.run_count
+            if self.cache_key:
+                entry["cache_key"] = self.cache_key[:200]
+        if earlier:
+            entry["previous_states"] = earlier
+        return entry
+
+
 class ReportBatch:
     """Task-run states (coalesced per task run) and log lines waiting to be sent."""
 
-    __slots__ = ("_entries", "_logs", "states")
+    __slots__ = ("_logs", "_task_runs", "size", "states")
 
     def __init__(self) -> None:
-        self._entries: dict[uuid.UUID, dict[str, Any]] = {}
+        self._task_runs: dict[uuid.UUID, _TaskRun] = {}
         self._logs: list[dict[str, Any]] = []
-        # States and lines held: what the API's per-batch limits count.
+        # States and lines held (what the API's per-batch limits count), and states alone.
+        self.size = 0
         self.states = 0
 
     def __len__(self) -> int:
-        return self.states + len(self._logs)
+        return self.size
 
     def add_state(
         self,
@@ -72,36 +106,25 @@ class ReportBatch:
         ``task_run`` holds the entry's fixed fields (id, flow run, names, tags);
         ``state`` is from :func:`state_fields`.
         """
+        self.size += 1
         self.states += 1
-        entry = self._entries.get(task_run_id)
-        if entry is None:
-            entry = self._entries[task_run_id] = dict(task_run)
+        held = self._task_runs.get(task_run_id)
+        if held is None:
+            self._task_runs[task_run_id] = _TaskRun(task_run, state, run_count, cache_key)
         else:
-            entry.setdefault("previous_states", []).append(_own_state(entry))
-        entry["state_type"] = state["type"]
-        entry["timestamp"] = state["timestamp"]
-        for key, field in (("name", "state_name"), ("message", "state_message")):
-            if key in state:
-                entry[field] = state[key]
-            else:
-                entry.pop(field, None)
-        if run_count:
-            entry["run_count"] = run_count
-        else:
-            entry.pop("run_count", None)
-        if cache_key:
-            entry["cache_key"] = cache_key[:200]
-        else:
-            entry.pop("cache_key", None)
+            held.states.append(state)
+            held.run_count = run_count
+            held.cache_key = cache_key
 
     def add_log(self, line: dict[str, Any]) -> None:
+        self.size += 1
         self._logs.append(line)
 
     def body(self) -> dict[str, Any]:
         """The request body: only the parts that hold something."""
         body: dict[str, Any] = {}
-        if self._entries:
-            body["task_runs"] = list(self._entries.values())
+        if self._task_runs:
+            body["task_runs"] = [t.entry(t.states, last=True) for t in self._task_runs.values()]
         if self._logs:
             body["logs"] = self._logs
         return body
@@ -109,42 +132,14 @@ class ReportBatch:
     def separate_bodies(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The older form: one task-run entry per state, and the log lines apart."""
         task_runs: list[dict[str, Any]] = []
-        for entry in self._entries.values():
-            fixed = {k: v for k, v in entry.items() if k not in _OWN_STATE_KEYS}
-            for earlier in entry.get("previous_states", ()):
-                flat = {**fixed, "state_type": earlier["type"], "timestamp": earlier["timestamp"]}
-                if "name" in earlier:
-                    flat["state_name"] = earlier["name"]
-                if "message" in earlier:
-                    flat["state_message"] = earlier["message"]
-                task_runs.append(flat)
-            task_runs.append({k: v for k, v in entry.items() if k != "previous_states"})
+        for held in self._task_runs.values():
+            count = len(held.states)
+            for index, state in enumerate(held.states):
+                task_runs.append(held.entry([state], last=index == count - 1))
         return task_runs, self._logs
 
     def clear(self) -> None:
-        self._entries = {}
+        self._task_runs = {}
         self._logs = []
+        self.size = 0
         self.states = 0
-
-
-_OWN_STATE_KEYS = frozenset(
-    {
-        "state_type",
-        "state_name",
-        "state_message",
-        "timestamp",
-        "run_count",
-        "cache_key",
-        "previous_states",
-    }
-)
-
-
-def _own_state(entry: dict[str, Any]) -> dict[str, Any]:
-    """An entry's current state as a ``previous_states`` item."""
-    state: dict[str, Any] = {"type": entry["state_type"], "timestamp": entry["timestamp"]}
-    if "state_name" in entry:
-        state["name"] = entry["state_name"]
-    if "state_message" in entry:
-        state["message"] = entry["state_message"]
-    return state

@@ -216,10 +216,10 @@ class _TaskInfo:
 _BATCH_PATH = "/task-runs/batch"
 
 
-def _log_line(event: rep.LogEmitted) -> dict[str, Any]:
-    line: dict[str, Any] = {"flow_run_id": str(event.flow_run_id)}
-    if event.task_run_id is not None:
-        line["task_run_id"] = str(event.task_run_id)
+def _log_line(event: rep.LogEmitted, flow_run_id: str, task_run_id: str | None) -> dict[str, Any]:
+    line: dict[str, Any] = {"flow_run_id": flow_run_id}
+    if task_run_id is not None:
+        line["task_run_id"] = task_run_id
     line["level"] = max(0, min(100, event.level))
     if event.logger_name:
         line["name"] = event.logger_name[:200]
@@ -259,6 +259,9 @@ class ServerReporter:
         self._closed = False
         # The API answered that it predates combined batches: send the older way.
         self._separate = False
+        # The text of the ids a log line most likely carries (see _log_line).
+        self._flow_text: tuple[uuid.UUID | None, str] = (None, "")
+        self._task_text: tuple[uuid.UUID | None, str] = (None, "")
         # After the API proved unreachable, events are dropped until this time
         # (monotonic), so that a flow never waits on a server that is down.
         self._offline_until = 0.0
@@ -360,13 +363,13 @@ class ServerReporter:
                 if sent_early:
                     sent_early -= 1
                 elif event.flow_run_id is not None:
-                    batch.add_log(_log_line(event))
+                    batch.add_log(self._log_line(event))
             elif isinstance(event, rep.TaskRunCreated):
                 self._tasks[event.task_run_id] = _TaskInfo(event)
             elif isinstance(event, rep.FlowRunStarted):
                 self._post(batch)
                 self._pending_create[event.flow_run_id] = event
-            if len(batch) >= BATCH_SIZE:
+            if batch.size >= BATCH_SIZE:
                 self._post(batch)
         self._post(batch)
         for run_id in list(self._pending_create):
@@ -383,13 +386,13 @@ class ServerReporter:
         for event in events[position + 1 :]:
             if not isinstance(event, rep.LogEmitted) or event.flow_run_id not in self._flow_states:
                 break
-            batch.add_log(_log_line(event))
+            batch.add_log(self._log_line(event))
             count += 1
         return count
 
     def _post(self, batch: ReportBatch) -> None:
         """Send the batch's task-run states and log lines in one request, then empty it."""
-        if not len(batch):
+        if not batch.size:
             return
         if self._separate:
             self._post_separately(batch)
@@ -418,18 +421,33 @@ class ServerReporter:
         for run_id in list(self._alive):
             self._call("a heartbeat", f"/flow-runs/{run_id}/execution", {"heartbeat": True})
 
+    def _log_line(self, event: rep.LogEmitted) -> dict[str, Any]:
+        # A line's ids are, nearly always, those of the last line and the last task
+        # state seen: reuse their text (str() of a UUID is slow on this path).
+        flow_run, flow_text = self._flow_text
+        if event.flow_run_id is not flow_run:
+            self._flow_text = flow_run, flow_text = event.flow_run_id, str(event.flow_run_id)
+        task_run = event.task_run_id
+        task_text = None
+        if task_run is not None:
+            task_text = self._task_text[1] if task_run is self._task_text[0] else str(task_run)
+        return _log_line(event, flow_text, task_text)
+
     def _task_state(self, batch: ReportBatch, event: rep.StateChanged) -> None:
         info = self._tasks.get(event.run_id)
         if info is None:
             return  # a task called outside any flow run: nothing to attach it to
         fields = info.fields
-        if event.flow_run_id is not None and event.flow_run_id != info.flow_run_id:
-            fields = {**fields, "flow_run_id": str(event.flow_run_id)}
+        flow_run_id = event.flow_run_id
+        if flow_run_id is not None and flow_run_id is not info.flow_run_id:
+            if flow_run_id != info.flow_run_id:
+                fields = {**fields, "flow_run_id": str(flow_run_id)}
         elif info.flow_run_id is None:
             return
         state = event.state
         if state.type in TERMINAL:
             self._tasks.pop(event.run_id, None)
+        self._task_text = event.run_id, info.fields["id"]
         batch.add_state(
             event.run_id,
             fields,
