@@ -1,14 +1,14 @@
 """The pages load on the first request that reaches them, not at server start.
 
 The views pull in Jinja2, the session cipher (``cryptography``) and a few
-dozen routes: a fifth of the server's start-up time and about 10 MiB that a
+dozen routes: a tenth of the server's start-up time and over 10 MiB that a
 server used only through its API or CLI never needs. :class:`PagesOnDemand`
 stands where the page routes go (after the API). The first request that no
 earlier route fully matches makes it import the views off the event loop,
 put their routes in its own place, and hand the request back to the router,
 which then routes it exactly as if the pages had been there from the start.
 Loading the views in the background after start was rejected: it would cost
-the memory anyway.
+the memory anyway. The price is paid once, by the first page (about 0.2 s).
 """
 
 from __future__ import annotations
