@@ -24,6 +24,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -123,12 +124,25 @@ class WireClient:
     def get(self, path: str) -> Any:
         return self.request("GET", path)
 
-    def post(self, path: str, body: Any) -> Any:
-        return self.request("POST", path, body)
+    def post(self, path: str, body: Any, *, meanwhile: Callable[[], None] | None = None) -> Any:
+        return self.request("POST", path, body, meanwhile=meanwhile)
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        """Send one request; returns the decoded JSON answer (None when empty)."""
-        payload = None if body is None else json.dumps(body, default=str, separators=(",", ":")).encode()
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> Any:
+        """Send one request; returns the decoded JSON answer (None when empty).
+
+        ``meanwhile`` is called once, after the request is sent and before its
+        answer is read: work that overlaps the server's.
+        """
+        payload = (
+            None if body is None else json.dumps(body, default=str, separators=(",", ":")).encode()
+        )
         target = self._prefix + quote(path, safe="/?=&%:-_.~")
         failure = ""
         for attempt in range(self._attempts + 1):
@@ -139,6 +153,9 @@ class WireClient:
                 conn = self._connection()
                 conn.request(method, target, body=payload, headers=self._headers)
                 _ack_at_once(conn)
+                if meanwhile is not None:
+                    work, meanwhile = meanwhile, None
+                    work()
                 response = conn.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException) as exc:

@@ -19,6 +19,7 @@ sent or given up on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -28,7 +29,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from flowyard.client._batches import ReportBatch, state_fields
 from flowyard.client._errors import ApiError, ClientError, NotFoundError
@@ -69,6 +70,9 @@ logger = logging.getLogger("flowyard.sdk.server")
 # worth sending at once.
 FLUSH_INTERVAL = 0.1
 BATCH_SIZE = 2_000
+# How many batches in a row may be built while the one before is stored, before
+# the recorder goes back to heartbeats and flush accounting.
+AHEAD_ROUNDS = 4
 # How long flush() waits for the API before giving up on what is left.
 FLUSH_TIMEOUT = 30.0
 # How long to stop sending after the API could not be reached at all.
@@ -250,6 +254,8 @@ class ServerReporter:
         self._cond = threading.Condition()
         self._emitted = 0
         self._sent = 0
+        # Events taken from the queue while a batch was on its way (see _take_ahead).
+        self._taken_ahead = 0
         self._thread: threading.Thread | None = None
         self._tasks: dict[uuid.UUID, _TaskInfo] = {}
         # Flow runs known to exist on the server, with their last known state type.
@@ -343,7 +349,8 @@ class ServerReporter:
             except Exception as exc:  # never let the thread die: later flushes would hang
                 self._warn_once("send", "could not record %d events: %s", len(events), exc)
             with self._cond:
-                self._sent += len(events)
+                self._sent += len(events) + self._taken_ahead
+                self._taken_ahead = 0
                 self._cond.notify_all()
 
     def _send(self, events: Sequence[rep.Event]) -> None:
@@ -371,7 +378,15 @@ class ServerReporter:
                 self._pending_create[event.flow_run_id] = event
             if batch.size >= BATCH_SIZE:
                 self._post(batch)
-        self._post(batch)
+        rounds = 0
+        while batch.size:
+            # While the server stores this batch, build the next from what was emitted
+            # since; a few rounds, then back to the loop (heartbeats, flush accounting).
+            ahead = ReportBatch()
+            take = functools.partial(self._take_ahead, ahead) if rounds < AHEAD_ROUNDS else None
+            self._post(batch, meanwhile=take)
+            batch = ahead
+            rounds += 1
         for run_id in list(self._pending_create):
             self._create(self._pending_create.pop(run_id), None)
 
@@ -384,13 +399,49 @@ class ServerReporter:
         """
         count = 0
         for event in events[position + 1 :]:
-            if not isinstance(event, rep.LogEmitted) or event.flow_run_id not in self._flow_states:
+            if not self._goes_early(event):
                 break
             batch.add_log(self._log_line(event))
             count += 1
         return count
 
-    def _post(self, batch: ReportBatch) -> None:
+    def _goes_early(self, event: rep.Event) -> TypeGuard[rep.LogEmitted]:
+        """A log line of a flow run the server has: it may be sent before a state before it."""
+        return isinstance(event, rep.LogEmitted) and event.flow_run_id in self._flow_states
+
+    def _take_ahead(self, batch: ReportBatch) -> None:
+        """Move task-run events and log lines emitted since into ``batch``, in order.
+
+        Taking stops at anything else (a flow run's start or state must be sent
+        after the batches before it), and while a flow run awaits creation.
+        """
+        if self._pending_create or self._separate:
+            return
+        taken: list[rep.Event] = []
+        with self._cond:
+            queue = self._queue
+            while queue and len(taken) < BATCH_SIZE - batch.size:
+                event = queue[0]
+                if isinstance(event, rep.FlowRunStarted):
+                    break
+                if isinstance(event, rep.StateChanged) and event.run_kind != "task":
+                    # A flow's last lines follow its final state: they may go before it.
+                    while len(queue) > 1 and self._goes_early(queue[1]):
+                        taken.append(queue[1])
+                        del queue[1]
+                    break
+                taken.append(queue.popleft())
+            self._taken_ahead += len(taken)
+        for event in taken:
+            if isinstance(event, rep.StateChanged):
+                self._task_state(batch, event)
+            elif isinstance(event, rep.LogEmitted):
+                if event.flow_run_id is not None:
+                    batch.add_log(self._log_line(event))
+            elif isinstance(event, rep.TaskRunCreated):
+                self._tasks[event.task_run_id] = _TaskInfo(event)
+
+    def _post(self, batch: ReportBatch, meanwhile: Callable[[], None] | None = None) -> None:
         """Send the batch's task-run states and log lines in one request, then empty it."""
         if not batch.size:
             return
@@ -399,7 +450,11 @@ class ServerReporter:
         else:
             try:
                 self._call(
-                    "task runs and logs", _BATCH_PATH, batch.body(), reraise=_predates_batches
+                    "task runs and logs",
+                    _BATCH_PATH,
+                    batch.body(),
+                    reraise=_predates_batches,
+                    meanwhile=meanwhile,
                 )
             except ApiError:
                 logger.debug("the API predates combined batches; sending task runs and logs apart")
@@ -418,8 +473,17 @@ class ServerReporter:
 
     def _beat(self) -> None:
         self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
+        with self._cond:  # a run whose final state is on its way needs no heartbeat
+            ending = {
+                e.run_id
+                for e in self._queue
+                if isinstance(e, rep.StateChanged)
+                and e.run_kind == "flow"
+                and e.state.type in TERMINAL
+            }
         for run_id in list(self._alive):
-            self._call("a heartbeat", f"/flow-runs/{run_id}/execution", {"heartbeat": True})
+            if run_id not in ending:
+                self._call("a heartbeat", f"/flow-runs/{run_id}/execution", {"heartbeat": True})
 
     def _log_line(self, event: rep.LogEmitted) -> dict[str, Any]:
         # A line's ids are, nearly always, those of the last line and the last task
@@ -510,13 +574,14 @@ class ServerReporter:
         body: Any,
         *,
         reraise: Callable[[ApiError], bool] | None = None,
+        meanwhile: Callable[[], None] | None = None,
     ) -> Any:
         if time.monotonic() < self._offline_until:
             return None
         give_up = time.monotonic() + DURABLE_SECONDS
         while True:
             try:
-                return self._client.post(path, body)
+                return self._client.post(path, body, meanwhile=meanwhile)
             except ApiError as exc:
                 if reraise is not None and reraise(exc):
                     raise

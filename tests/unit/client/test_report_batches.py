@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -238,3 +239,56 @@ def test_a_flows_last_line_travels_with_its_last_task_runs_before_its_final_stat
     assert [e["state_type"] for e in last_batch["task_runs"]] == ["COMPLETED"]
     assert [line["message"] for line in last_batch["logs"]] == ["done", "Finished"]
     assert received[2][1]["type"] == "COMPLETED"
+
+
+class _SlowApi(_Api):
+    """Takes its time storing each batch, as a busy server does."""
+
+    def do_POST(self) -> None:
+        if self.path.endswith("/batch"):
+            time.sleep(0.05)
+        super().do_POST()
+
+
+def test_events_emitted_while_a_batch_is_stored_go_out_next_in_order() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowApi)
+    server.received = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    client = WireClient(f"http://{host!s}:{port}/api", "fy_x", attempts=0)
+    reporter = ServerReporter(client, interval=0.01)
+    run = uuid.uuid4()
+    started = rep.FlowRunStarted(
+        run, "calm-owl", "etl", None, {}, None, None, frozenset(), None, at(0)
+    )
+    try:
+        reporter.emit(started)
+        reporter.emit(_flow_state(run, StateType.RUNNING, 0))
+        messages = []
+        for wave in range(6):  # emitted while earlier batches are being stored
+            for i in range(50):
+                *task_events, _done = _task_events(run)
+                for event in task_events:
+                    reporter.emit(event)
+                message = f"line {wave}.{i}"
+                messages.append(message)
+                reporter.emit(rep.LogEmitted(run, None, 20, "etl", message, at(wave)))
+            time.sleep(0.02)
+        reporter.emit(_flow_state(run, StateType.COMPLETED, 8))
+        reporter.emit(rep.LogEmitted(run, None, 20, "flowyard", "Finished", at(9)))
+        reporter.flush(timeout=30)
+        assert reporter._sent == reporter._emitted
+    finally:
+        reporter.close()
+        client.close()
+        server.shutdown()
+        server.server_close()
+    received: list[tuple[str, dict[str, Any]]] = server.received  # type: ignore[attr-defined]
+    batches = [body for path, body in received if path.endswith("/batch")]
+    assert len(batches) > 2
+    sent_lines = [line["message"] for body in batches for line in body.get("logs", [])]
+    assert sent_lines == [*messages, "Finished"]
+    states = [e["state_type"] for body in batches for e in body.get("task_runs", [])]
+    assert states.count("COMPLETED") == 300
+    assert received[-1][0] == f"/api/flow-runs/{run}/state"
+    assert received[-1][1]["type"] == "COMPLETED"
