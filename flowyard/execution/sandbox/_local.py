@@ -83,6 +83,7 @@ logger = logging.getLogger(__name__)
 # bubblewrap's outer process and its pid-1 reaper count against pids.max too.
 SANDBOX_PROCESSES = 2
 CGROUP_PREFIX = "flowyard-run-"
+_LOCK_WAIT_SECONDS = 5.0
 
 
 class LocalSandbox:
@@ -584,9 +585,17 @@ def _lock_state_dir(state_dir: Path) -> int:
     """Hold ``state_dir`` for this sandbox: reclaiming leftovers must not hit a live server's runs."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise SandboxError(f"{state_dir} is in use by another sandbox; give each its own") from None
-    return fd
+    # A server that just died may hold it a moment longer: a child it was forking
+    # keeps the descriptor until it execs.
+    deadline = time.monotonic() + _LOCK_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise SandboxError(
+                    f"{state_dir} is in use by another sandbox; give each its own"
+                ) from None
+            time.sleep(0.02)

@@ -167,7 +167,12 @@ def test_isolation_none_starts_anyway_and_says_so(
         sandbox.close()
 
 
-def test_two_sandboxes_cannot_share_a_state_dir(tmp_path: Path) -> None:
+def test_two_sandboxes_cannot_share_a_state_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flowyard.execution.sandbox import _local
+
+    monkeypatch.setattr(_local, "_LOCK_WAIT_SECONDS", 0.1)  # it waits for a dying holder
     first = LocalSandbox(tmp_path / "state", isolation="none", capabilities=caps())
     try:
         with pytest.raises(SandboxError, match="in use by another sandbox"):
