@@ -10,7 +10,7 @@ from flowyard.schemas import task_runs as s
 from flowyard.schemas.pagination import Page
 from flowyard.schemas.states import StateType
 from flowyard.server.api.deps import Caller, Session
-from flowyard.server.ops import logs, task_runs
+from flowyard.server.ops import reports, task_runs
 
 router = APIRouter(tags=["task runs"])
 
@@ -23,10 +23,7 @@ async def upsert_task_runs(
 
     Re-sending a batch records no task-run state twice (its log lines are stored again).
     """
-    # Lines first: they lock the flow runs (PostgreSQL), which must come before
-    # task-run rows, the order every other writer of both follows.
-    await logs.write_lines(session, caller, data.logs)
-    return await task_runs.upsert_task_runs(session, caller, data)
+    return await reports.record_batch(session, caller, data)
 
 
 @router.get("/flow-runs/{run_id}/task-runs")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -106,17 +106,31 @@ async def write_logs(session: AsyncSession, principal: Principal, batch: s.LogBa
     return await write_lines(session, principal, batch.logs)
 
 
+async def lock_runs(
+    session: AsyncSession, run_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, m.FlowRun]:
+    """The flow runs that exist among ``run_ids``, locked in id order (PostgreSQL)."""
+    query = select(m.FlowRun).where(m.FlowRun.id.in_(set(run_ids))).order_by(m.FlowRun.id)
+    rows = (await session.execute(lock_rows(dialect_of(session), query))).scalars()
+    return {r.id: r for r in rows}
+
+
 async def write_lines(
-    session: AsyncSession, principal: Principal, lines: Sequence[s.LogCreate]
+    session: AsyncSession,
+    principal: Principal,
+    lines: Sequence[s.LogCreate],
+    *,
+    runs: Mapping[uuid.UUID, m.FlowRun] | None = None,
 ) -> int:
-    """Store lines (``logs.N`` in errors names the Nth), all or nothing."""
+    """Store lines (``logs.N`` in errors names the Nth), all or nothing.
+
+    ``runs``: the lines' flow runs, already read with :func:`lock_runs`.
+    """
     if not lines:
         return 0
     run_ids = {line.flow_run_id for line in lines}
-    query = select(m.FlowRun).where(m.FlowRun.id.in_(run_ids)).order_by(m.FlowRun.id)
-    runs = {
-        r.id: r for r in (await session.execute(lock_rows(dialect_of(session), query))).scalars()
-    }
+    if runs is None:
+        runs = await lock_runs(session, run_ids)
     _check_access(principal, runs, lines)
     workspace_id = principal.workspace_id
     rows = [
@@ -139,7 +153,7 @@ async def write_lines(
 
 
 def _check_access(
-    principal: Principal, runs: dict[uuid.UUID, m.FlowRun], lines: Sequence[s.LogCreate]
+    principal: Principal, runs: Mapping[uuid.UUID, m.FlowRun], lines: Sequence[s.LogCreate]
 ) -> None:
     """Name the first line whose run is missing or not the caller's."""
     checked: set[uuid.UUID] = set()

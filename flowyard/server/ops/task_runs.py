@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
@@ -73,13 +73,17 @@ class ReferenceNotFound(NotFound):
 
 
 async def _runs_of(
-    session: AsyncSession, principal: Principal, entries: Sequence[s.TaskRunUpsert]
-) -> dict[uuid.UUID, m.FlowRun]:
+    session: AsyncSession,
+    principal: Principal,
+    entries: Sequence[s.TaskRunUpsert],
+    runs: Mapping[uuid.UUID, m.FlowRun] | None,
+) -> Mapping[uuid.UUID, m.FlowRun]:
     first: dict[uuid.UUID, int] = {}
     for index, entry in enumerate(entries):
         first.setdefault(entry.flow_run_id, index)
-    rows = (await session.execute(select(m.FlowRun).where(m.FlowRun.id.in_(first)))).scalars()
-    runs = {r.id: r for r in rows}
+    if runs is None:
+        rows = (await session.execute(select(m.FlowRun).where(m.FlowRun.id.in_(first)))).scalars()
+        runs = {r.id: r for r in rows}
     for run_id, index in first.items():
         run = runs.get(run_id)
         field = f"task_runs.{index}.flow_run_id"
@@ -255,15 +259,22 @@ _STATE_COLUMNS = tuple(c.name for c in _TASK_RUN_STATES.columns)
 
 
 async def upsert_task_runs(
-    session: AsyncSession, principal: Principal, batch: s.TaskRunBatch
+    session: AsyncSession,
+    principal: Principal,
+    batch: s.TaskRunBatch,
+    *,
+    runs: Mapping[uuid.UUID, m.FlowRun] | None = None,
 ) -> s.TaskRunBatchResult:
-    """Create task runs or move their states, all or nothing."""
+    """Create task runs or move their states, all or nothing (the batch's lines aside).
+
+    ``runs``: the entries' flow runs, if already read (see ``ops.reports``).
+    """
     entries = batch.task_runs
     result = s.TaskRunBatchResult(created=0, updated=0, states_written=0, duplicates=0)
     if not entries:
         return result
     groups = _group(entries)
-    runs = await _runs_of(session, principal, entries)
+    runs = await _runs_of(session, principal, entries, runs)
     existing = await _existing(session, list(groups))
     recorded = await _recorded(session, *_maybe_resent(groups, existing))
     new_rows: list[dict[str, Any]] = []

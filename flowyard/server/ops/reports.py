@@ -1,0 +1,28 @@
+"""What a running flow reports in one request: log lines and task-run states, stored together.
+
+The SDK's recorder sends both in one ``POST /task-runs/batch``. Their flow
+runs are read once for both, and locked (PostgreSQL) before any task-run row:
+the order every writer of both follows (the lost-run sweep locks a flow run,
+then ends its task runs), and what keeps log ids of a run committing in
+order. Lines go first, so a missing run is named as ``logs.N`` before
+``task_runs.N``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flowyard.schemas import task_runs as s
+from flowyard.server.ops import logs, task_runs
+from flowyard.server.ops.auth import Principal
+
+
+async def record_batch(
+    session: AsyncSession, principal: Principal, batch: s.TaskRunBatch
+) -> s.TaskRunBatchResult:
+    """Store the batch's lines and task-run states, all or nothing."""
+    run_ids = {line.flow_run_id for line in batch.logs}
+    run_ids.update(entry.flow_run_id for entry in batch.task_runs)
+    runs = await logs.lock_runs(session, run_ids) if run_ids else {}
+    await logs.write_lines(session, principal, batch.logs, runs=runs)
+    return await task_runs.upsert_task_runs(session, principal, batch, runs=runs)
