@@ -275,6 +275,7 @@ async def upsert_task_runs(
         return result
     groups = _group(entries)
     runs = await _runs_of(session, principal, entries, runs)
+    finished = {run_id for run_id, run in runs.items() if run.state_type in TERMINAL_STATES}
     existing = await _existing(session, list(groups))
     recorded = await _recorded(session, *_maybe_resent(groups, existing))
     new_rows: list[dict[str, Any]] = []
@@ -311,9 +312,8 @@ async def upsert_task_runs(
         moved = latest is not None
         if latest is not None:
             _describe(row, latest.entry)
-        _check_finished_run(
-            runs[first.entry.flow_run_id], row, first.position, changed=created or moved
-        )
+        if (created or moved) and first.entry.flow_run_id in finished:
+            _check_finished_run(runs[first.entry.flow_run_id], row, first.position)
         if created:
             new_rows.append(row)
         elif moved:
@@ -332,9 +332,8 @@ async def upsert_task_runs(
     return result
 
 
-def _check_finished_run(run: m.FlowRun, row: dict[str, Any], index: int, *, changed: bool) -> None:
-    if not changed or run.state_type not in TERMINAL_STATES:
-        return
+def _check_finished_run(run: m.FlowRun, row: dict[str, Any], index: int) -> None:
+    """A task run changed in a finished flow run must be finished too."""
     if row["state_type"] in TERMINAL_STATES:
         return
     raise Conflict(
