@@ -153,9 +153,18 @@ class WireClient:
                 conn = self._connection()
                 conn.request(method, target, body=payload, headers=self._headers)
                 _ack_at_once(conn)
-                if meanwhile is not None:
-                    work, meanwhile = meanwhile, None
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop_connection()
+                failure = _describe(exc)
+                continue
+            if meanwhile is not None:
+                work, meanwhile = meanwhile, None
+                try:
                     work()
+                except BaseException:
+                    self._drop_connection()  # its answer will not be read
+                    raise
+            try:
                 response = conn.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException) as exc:

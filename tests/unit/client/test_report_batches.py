@@ -292,3 +292,32 @@ def test_events_emitted_while_a_batch_is_stored_go_out_next_in_order() -> None:
     assert states.count("COMPLETED") == 300
     assert received[-1][0] == f"/api/flow-runs/{run}/state"
     assert received[-1][1]["type"] == "COMPLETED"
+
+
+def test_work_given_to_a_request_runs_once_before_its_answer_is_read(
+    api: ThreadingHTTPServer,
+) -> None:
+    host, port = api.server_address[:2]
+    client = WireClient(f"http://{host!s}:{port}/api", "fy_x", attempts=0)
+    done: list[int] = []
+
+    def work() -> None:
+        # The request is out: the server has it (or soon will) before the answer is read.
+        done.append(len(api.received))  # type: ignore[attr-defined]
+
+    def broken() -> None:
+        raise RuntimeError("the work failed")
+
+    try:
+        assert client.post("/flow-runs/x/state", {"type": "RUNNING"}, meanwhile=work) == {
+            "status": "ACCEPT"
+        }
+        assert len(done) == 1
+        with pytest.raises(RuntimeError, match="the work failed"):
+            client.post("/flow-runs/x/state", {"type": "RUNNING"}, meanwhile=broken)
+        # The connection whose answer was never read is not reused.
+        assert client.post("/flow-runs/x/state", {"type": "COMPLETED"}) == {"status": "ACCEPT"}
+    finally:
+        client.close()
+    received: list[tuple[str, dict[str, Any]]] = api.received  # type: ignore[attr-defined]
+    assert [body["type"] for _, body in received] == ["RUNNING", "RUNNING", "COMPLETED"]
