@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from flowyard.schemas._base import Out, Wire
+from flowyard.schemas._base import INT32_MAX, Out, Wire
+from flowyard.schemas.times import utc_representable
 
 
 class GitSourceSpec(Wire):
@@ -82,7 +83,8 @@ class CronSchedule(Wire):
 
 class IntervalSchedule(Wire):
     interval: float = Field(gt=0, description="Seconds between runs.")
-    anchor_date: datetime | None = None
+    # Naive: wall time in ``timezone``.
+    anchor_date: Annotated[datetime, AfterValidator(utc_representable)] | None = None
     timezone: str = "UTC"
 
     @model_validator(mode="after")
@@ -144,7 +146,7 @@ class DeploymentCreate(Wire):
     version: str | None = Field(default=None, max_length=100)
     description: str = Field(default="", max_length=20_000)
     paused: bool = False
-    concurrency_limit: int | None = Field(default=None, ge=0)
+    concurrency_limit: int | None = Field(default=None, ge=0, le=INT32_MAX)
     schedules: list[DeploymentScheduleCreate] = Field(default_factory=list)
 
     _entrypoint = field_validator("entrypoint")(validate_entrypoint)
@@ -157,7 +159,7 @@ class DeploymentUpdate(Wire):
     tags: list[str] | None = None
     description: str | None = Field(default=None, max_length=20_000)
     paused: bool | None = None
-    concurrency_limit: int | None = Field(default=None, ge=0)
+    concurrency_limit: int | None = Field(default=None, ge=0, le=INT32_MAX)
     schedules: list[DeploymentScheduleCreate] | None = None
 
 

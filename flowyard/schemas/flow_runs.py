@@ -8,8 +8,9 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from flowyard.schemas._base import Out, Wire
+from flowyard.schemas._base import INT32_MAX, INT64_MAX, Out, Wire
 from flowyard.schemas.states import StateCreate, StateType
+from flowyard.schemas.times import UtcTime
 
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
 
@@ -20,7 +21,7 @@ class FlowRunCreate(Wire):
     parameters: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, max_length=200)
     tags: list[Tag] = Field(default_factory=list)
-    scheduled_time: datetime | None = None
+    scheduled_time: UtcTime | None = None
     job_variables: dict[str, Any] = Field(default_factory=dict)
     name: str | None = Field(default=None, max_length=200)
     parent_task_run_id: uuid.UUID | None = None
@@ -44,10 +45,10 @@ class ExecutionReport(Wire):
     resolved_commit: str | None = Field(default=None, max_length=64)
     backend: str | None = Field(default=None, max_length=50)
     sandbox_id: str | None = Field(default=None, max_length=100)
-    process_id: int | None = None
-    exit_code: int | None = None
-    peak_memory_bytes: int | None = Field(default=None, ge=0)
-    peak_storage_bytes: int | None = Field(default=None, ge=0)
+    process_id: int | None = Field(default=None, ge=-INT32_MAX - 1, le=INT32_MAX)
+    exit_code: int | None = Field(default=None, ge=-INT32_MAX - 1, le=INT32_MAX)
+    peak_memory_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX)
+    peak_storage_bytes: int | None = Field(default=None, ge=0, le=INT64_MAX)
     cpu_seconds: float | None = Field(default=None, ge=0)
     crash_reason: str | None = Field(default=None, max_length=2000)
     heartbeat: bool = False

@@ -1,4 +1,4 @@
-"""Log lines as they cross the wire, and the text and time types reports use.
+"""Log lines as they cross the wire, and the text type reports use.
 
 Log content is never interpreted: it is stored and returned as sent. The one
 exception is what no database can store — NUL characters (PostgreSQL text
@@ -9,12 +9,13 @@ become U+FFFD rather than failing a whole batch of a running flow's output.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field
+from pydantic import BeforeValidator, Field
 
 from flowyard.schemas._base import Out, Wire
+from flowyard.schemas.times import UtcTime
 
 REPLACEMENT = "\ufffd"
 
@@ -38,17 +39,8 @@ def storable_text(value: object) -> object:
     return value.replace("\x00", REPLACEMENT)
 
 
-def _utc(value: datetime) -> datetime:
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is out of the supported time range") from None
-
-
 # Free text from running code: stored as sent, minus what storage cannot hold.
 ReportText = Annotated[str, BeforeValidator(storable_text)]
-# Aware timestamps only: a naive time is ambiguous by the sender's offset.
-UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
 
 MAX_BATCH = 50_000
 

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import Field
 
 from flowyard.schemas._base import Out, Wire
+from flowyard.schemas.times import UtcTime
 
 
 class StateType(StrEnum):
@@ -57,7 +58,7 @@ class StateCreate(Wire):
     type: StateType
     name: str | None = Field(default=None, max_length=50)
     message: str = Field(default="", max_length=20_000)
-    timestamp: datetime | None = None
+    timestamp: UtcTime | None = None
     data: dict[str, Any] | None = None
     # Optimistic concurrency: the state the writer believes is current.
     expected_state_id: uuid.UUID | None = None

@@ -16,8 +16,9 @@ from pydantic import AfterValidator, Field
 
 from flowyard.schemas._base import Out, Wire
 from flowyard.schemas.logs import MAX_BATCH as MAX_LOG_BATCH
-from flowyard.schemas.logs import LogCreate, ReportText, UtcTime
+from flowyard.schemas.logs import LogCreate, ReportText
 from flowyard.schemas.states import StateType
+from flowyard.schemas.times import UtcTime
 
 # States per batch: entries plus their previous states.
 MAX_BATCH = 10_000

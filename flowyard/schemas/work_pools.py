@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from flowyard.schemas._base import Out, Wire
+from flowyard.schemas._base import INT32_MAX, Out, Wire
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 
@@ -145,7 +145,7 @@ class WorkPoolCreate(Wire):
     type: WorkPoolType = WorkPoolType.MANAGED
     description: str = Field(default="", max_length=2000)
     paused: bool = False
-    concurrency_limit: int | None = Field(default=None, ge=0)
+    concurrency_limit: int | None = Field(default=None, ge=0, le=INT32_MAX)
     base_job_template: dict[str, Any] | None = None
     isolation: Isolation = Isolation.STRICT
 
@@ -155,7 +155,7 @@ class WorkPoolCreate(Wire):
 class WorkPoolUpdate(Wire):
     description: str | None = Field(default=None, max_length=2000)
     paused: bool | None = None
-    concurrency_limit: int | None = Field(default=None, ge=0)
+    concurrency_limit: int | None = Field(default=None, ge=0, le=INT32_MAX)
     base_job_template: dict[str, Any] | None = None
     isolation: Isolation | None = None
 

@@ -5,19 +5,19 @@ from datetime import date, datetime
 
 from pydantic import Field
 
-from flowyard.schemas._base import Out, Wire
+from flowyard.schemas._base import INT32_MAX, Out, Wire
 
 
 class WorkspaceCreate(Wire):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-    monthly_limit_minutes: int | None = Field(default=None, ge=0)
-    concurrency_limit: int | None = Field(default=None, ge=0)
+    monthly_limit_minutes: int | None = Field(default=None, ge=0, le=INT32_MAX)
+    concurrency_limit: int | None = Field(default=None, ge=0, le=INT32_MAX)
 
 
 class WorkspaceUpdate(Wire):
-    monthly_limit_minutes: int | None = Field(default=None, ge=0)
+    monthly_limit_minutes: int | None = Field(default=None, ge=0, le=INT32_MAX)
     hard_limit: bool | None = None
-    concurrency_limit: int | None = Field(default=None, ge=0)
+    concurrency_limit: int | None = Field(default=None, ge=0, le=INT32_MAX)
     clear_monthly_limit: bool = False
     clear_concurrency_limit: bool = False
 

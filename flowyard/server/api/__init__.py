@@ -20,8 +20,8 @@ from flowyard.server.api import (
 from flowyard.server.api.limits import BodySizeLimit
 from flowyard.settings import Settings
 
+# Every router but health's authenticates its callers.
 ROUTERS = (
-    health.router,
     workspaces.router,
     work_pools.router,
     deployments.router,
@@ -36,6 +36,7 @@ ROUTERS = (
 
 def install(app: FastAPI, settings: Settings) -> None:
     errors.install(app)
+    app.include_router(health.router, prefix="/api")
     for router in ROUTERS:
-        app.include_router(router, prefix="/api")
+        app.include_router(router, prefix="/api", responses=errors.RESPONSES)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

@@ -59,7 +59,8 @@ async def list_deployments(
     flow_name: str | None = None,
     tag: str | None = None,
     limit: int = Query(default=200, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    # Bound so the database can bind it (SQLite raises past 64 bits, a 500).
+    offset: int = Query(default=0, ge=0, le=2**31 - 1),
 ) -> list[s.Deployment]:
     pool_id = None
     if work_pool is not None:
@@ -109,7 +110,13 @@ async def delete_deployment(deployment_id: uuid.UUID, session: Session, caller: 
     return Response(status_code=204)
 
 
-@router.post("/{deployment_id}/runs", status_code=201)
+@router.post(
+    "/{deployment_id}/runs",
+    status_code=201,
+    responses={
+        200: {"model": fr.FlowRun, "description": "The run made with this idempotency key."}
+    },
+)
 async def create_flow_run(
     deployment_id: uuid.UUID,
     data: fr.FlowRunCreate,

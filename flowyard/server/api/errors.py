@@ -2,6 +2,8 @@
 
 Every error body is ``{"detail": "<one clear sentence>", ...}``. Anything
 unexpected is logged with its traceback and answered 500 with no internals.
+``RESPONSES`` documents these answers in the OpenAPI document, so that it
+describes what the API really returns (FastAPI's default 422 body is not ours).
 """
 
 from __future__ import annotations
@@ -15,10 +17,26 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from flowyard.schemas.errors import ErrorBody
 from flowyard.server.db import StorageError
 from flowyard.server.ops.errors import DomainError, InvalidInput
 
 logger = logging.getLogger("flowyard.server.api")
+
+# What any authenticated operation may answer besides its success.
+_ERRORS = {
+    401: "No valid API key or run token.",
+    403: "Not allowed for this key: an admin key is needed, or a run token acts outside its run.",
+    404: "No such object in the caller's workspace.",
+    409: "Conflicts with an existing object or with the run's current state.",
+    413: "The request body is larger than the server accepts.",
+    422: "Bad input: `detail` names the first bad field and what was expected; `errors` lists each.",
+    503: "The database is unavailable.",
+}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in _ERRORS.items()
+}
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -84,6 +102,17 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, (ValueError, RecursionError)):
+            # FastAPI's answer to a JSON body it cannot decode (bytes that are not
+            # UTF-8, arrays in arrays thousands deep): malformed JSON like any
+            # other, said the same way.
+            reason = "nested too deeply" if isinstance(cause, RecursionError) else str(cause)
+            message = f"malformed JSON: {reason}"
+            return JSONResponse(
+                {"detail": f"body: {message}", "errors": [{"field": "body", "message": message}]},
+                status_code=422,
+            )
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
 
     @app.exception_handler(Exception)

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from fastapi import APIRouter, Query, Response
 
 from flowyard.schemas import flow_runs as s
+from flowyard.schemas import times
 from flowyard.schemas.pagination import Page
 from flowyard.schemas.states import SetStateResult, State, StateCreate, StateType
 from flowyard.server.api.deps import Caller, Ctx, Session
@@ -34,8 +34,8 @@ async def list_flow_runs(
     work_pool_id: uuid.UUID | None = None,
     flow_name: str | None = None,
     tag: list[str] = Query(default=[]),
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    created_after: times.UtcTime | None = None,
+    created_before: times.UtcTime | None = None,
     parent_task_run_id: uuid.UUID | None = None,
     sort: str = Query(default="created_desc", pattern="^(" + "|".join(s.SORTS) + ")$"),
     limit: int = Query(default=50, ge=1, le=flow_run_queries.MAX_PAGE),

@@ -31,6 +31,9 @@ _BINARY_BODY = {
 _BINARY_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {OCTETS: {"schema": {"type": "string", "format": "binary"}}}}
 }
+_CREATED: dict[int | str, dict[str, Any]] = {
+    201: {"model": s.ResultInfo, "description": "Created."}
+}
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -48,7 +51,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-@router.put("/{key:path}", openapi_extra=_BINARY_BODY)
+@router.put("/{key:path}", openapi_extra=_BINARY_BODY, responses=_CREATED)
 async def put_result(
     key: Key,
     request: Request,

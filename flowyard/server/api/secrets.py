@@ -16,7 +16,7 @@ router = APIRouter(prefix="/secrets", tags=["secrets"])
 Name = Annotated[str, Path(pattern=s.NAME)]
 
 
-@router.put("/{name}")
+@router.put("/{name}", responses={201: {"model": s.SecretInfo, "description": "Created."}})
 async def set_secret(
     name: Name, data: s.SecretSet, session: Session, caller: Caller, ctx: Ctx, response: Response
 ) -> s.SecretInfo:

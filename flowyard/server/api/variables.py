@@ -28,7 +28,7 @@ def _out(row: m.Variable) -> s.Variable:
     )
 
 
-@router.put("/{name}")
+@router.put("/{name}", responses={201: {"model": s.Variable, "description": "Created."}})
 async def set_variable(
     name: Name, data: s.VariableSet, session: Session, caller: Caller, response: Response
 ) -> s.Variable:

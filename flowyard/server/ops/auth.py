@@ -110,7 +110,10 @@ async def _authenticate_run_token(session: AsyncSession, keys: ServerKeys, token
         run_id = uuid.UUID(hex=parts[1])
     except (IndexError, ValueError):
         raise Unauthorized("malformed run token") from None
-    if len(parts) != 3 or not hmac.compare_digest(parts[2], keys.sign(run_id.bytes)):
+    # As bytes: compare_digest refuses str with non-ASCII characters, which a
+    # header may carry.
+    signature = keys.sign(run_id.bytes).encode()
+    if len(parts) != 3 or not hmac.compare_digest(parts[2].encode(), signature):
         raise Unauthorized("invalid run token")
     workspace_id = (
         await session.execute(select(m.FlowRun.workspace_id).where(m.FlowRun.id == run_id))

@@ -23,15 +23,17 @@ from flowyard.server.ops.errors import InvalidInput
 
 def month_bounds(month: str | None, now: datetime | None = None) -> tuple[datetime, datetime]:
     now = now or datetime.now(UTC)
-    if month:
-        try:
+    try:
+        if month:
             year, mon = (int(p) for p in month.split("-"))
             start = datetime(year, mon, 1, tzinfo=UTC)
-        except ValueError:
-            raise InvalidInput("month", f"expected YYYY-MM, got {month!r}") from None
-    else:
-        start = datetime(now.year, now.month, 1, tzinfo=UTC)
-    end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+        else:
+            start = datetime(now.year, now.month, 1, tzinfo=UTC)
+        # 9999-12 has no next month to end at.
+        end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+    except ValueError:
+        expected = "YYYY-MM from 0001-01 to 9999-11"
+        raise InvalidInput("month", f"expected {expected}, got {month!r}") from None
     return start, end
 
 

@@ -1,7 +1,10 @@
 """JSON-schema validation with messages that name the field.
 
 Used for parameters (against a deployment's parameter schema) and job
-variables (against a work pool's base job template).
+variables (against a work pool's base job template). Schemas come from
+users, so a ``$ref`` resolves within the schema only: the server never
+fetches a URL a schema names, and a ``$ref`` that resolves nowhere, or only
+to itself, is bad input rather than a crash.
 """
 
 from __future__ import annotations
@@ -48,12 +51,21 @@ def validate(instance: Any, schema: dict[str, Any], root: str) -> None:
         return
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
+    from referencing import Registry
+    from referencing.exceptions import Unresolvable
 
     try:
-        validator = Draft202012Validator(schema)
+        # An empty registry: no remote retrieval (jsonschema's default fetches URLs).
+        validator = Draft202012Validator(schema, registry=Registry())
         errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     except SchemaError as exc:
         raise InvalidInput(root, f"schema is invalid: {exc.message}") from None
+    except Unresolvable as exc:
+        raise InvalidInput(
+            root, f"cannot be checked: the schema's $ref {exc.ref!r} resolves nowhere in it"
+        ) from None
+    except RecursionError:
+        raise InvalidInput(root, "cannot be checked: the schema's $refs loop forever") from None
     if errors:
         first = errors[0]
         raise InvalidInput(_path(first, root), _explain(first))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.integration.api.conftest import (
     ClientFactory,
@@ -125,3 +126,36 @@ async def test_a_tampered_run_token_is_refused(
     forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     async with client_for(forged) as runner:
         assert (await runner.get(f"/flow-runs/{run['id']}")).status_code == 401
+
+
+@pytest.mark.parametrize("tail", ["\xe9", "sig\xff", "x\xa0y"])
+async def test_a_run_token_with_a_non_ascii_signature_is_401_not_500(
+    client: httpx.AsyncClient, client_for: ClientFactory, tail: str
+) -> None:
+    await make_pool(client)
+    dep = await make_deployment(client)
+    run = (
+        await client.post(f"/deployments/{dep['id']}/runs", json={"parameters": {"n": 1}})
+    ).json()
+    token = (await client.post(f"/flow-runs/{run['id']}/token")).json()["token"]
+    forged = token.rsplit("_", 1)[0] + "_" + tail
+    async with client_for(None) as anonymous:
+        header = f"Bearer {forged}".encode("latin-1")
+        r = await anonymous.get("/me", headers={"Authorization": header})
+    assert r.status_code == 401, r.text
+    assert r.json()["detail"] == "invalid run token"
+
+
+async def test_workspace_limits_too_large_to_store_are_422_naming_the_field(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post("/workspaces", json={"name": "big", "monthly_limit_minutes": 2**64})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "monthly_limit_minutes"
+    assert "less than or equal to 2147483647" in r.json()["detail"]
+    names = [w["name"] for w in (await client.get("/workspaces")).json()]
+    assert "big" not in names
+    r = await client.patch("/workspaces/default", json={"concurrency_limit": 2**31})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "concurrency_limit"
+    assert (await client.get("/me")).json()["workspace"]["concurrency_limit"] is None

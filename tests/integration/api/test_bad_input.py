@@ -16,6 +16,33 @@ async def test_malformed_json_is_422_saying_so(client: httpx.AsyncClient) -> Non
     assert r.json()["detail"].startswith("body: malformed JSON")
 
 
+async def test_a_body_that_is_not_utf8_is_malformed_json_422_not_400(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post(
+        "/work-pools", content=b'{"name": "\xff"}', headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith("body: malformed JSON: 'utf-8' codec can't decode")
+    assert r.json()["errors"] == [
+        {"field": "body", "message": r.json()["detail"].removeprefix("body: ")}
+    ]
+    assert (await client.get("/work-pools")).json() == []
+
+
+@pytest.mark.parametrize(
+    "nested", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 10_000 + b"1" + b"}" * 10_000]
+)
+async def test_json_nested_too_deeply_is_malformed_json_422(
+    client: httpx.AsyncClient, nested: bytes
+) -> None:
+    body = b'{"name": "p", "base_job_template": ' + nested + b"}"
+    r = await client.post("/work-pools", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == "body: malformed JSON: nested too deeply"
+    assert (await client.get("/work-pools")).json() == []
+
+
 async def test_wrong_types_name_the_field(client: httpx.AsyncClient) -> None:
     r = await client.post("/work-pools", json={"name": "p", "concurrency_limit": "lots"})
     assert r.status_code == 422

@@ -169,3 +169,38 @@ async def test_four_concurrent_claimers_on_postgresql_never_share_a_run_or_excee
     assert len(claimed) == 7, "the pool limit of 7 must hold under the race"
     pending = (await client.get("/flow-runs", params={"state": "PENDING", "limit": 100})).json()
     assert len(pending["items"]) == 7
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("exit_code", 2**64),
+        ("process_id", -(2**40)),
+        ("peak_memory_bytes", 2**63),
+        ("peak_storage_bytes", 10**30),
+    ],
+)
+async def test_an_execution_report_too_large_to_store_is_422_naming_the_field(
+    client: httpx.AsyncClient, field: str, value: int
+) -> None:
+    await make_pool(client)
+    dep = await make_deployment(client)
+    (run_id,) = await _runs(client, dep, 1)
+    report = {"exit_code": 0, "cpu_seconds": 0.5, field: value}
+    r = await client.post(f"/flow-runs/{run_id}/execution", json=report)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == field
+    assert "less than or equal" in r.json()["detail"] or "greater than" in r.json()["detail"]
+    run = (await client.get(f"/flow-runs/{run_id}")).json()
+    assert run["exit_code"] is None
+    assert run["cpu_seconds"] is None
+
+
+@pytest.mark.parametrize("path", ["/usage", "/usage/records"])
+async def test_the_last_month_of_year_9999_is_422_not_500(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    r = await client.get(path, params={"month": "9999-12"})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == ("month: expected YYYY-MM from 0001-01 to 9999-11, got '9999-12'")
+    assert (await client.get(path, params={"month": "9999-11"})).status_code == 200

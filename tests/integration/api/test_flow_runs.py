@@ -218,3 +218,39 @@ async def test_ad_hoc_runs_from_the_sdk_are_recorded(client: httpx.AsyncClient) 
     assert run["state_type"] == "RUNNING"
     assert run["deployment_id"] is None
     assert (await _state(client, run["id"], type="COMPLETED"))["status"] == "ACCEPT"
+
+
+@pytest.mark.parametrize(
+    ("time", "words"),
+    [
+        ("2030-01-01T00:00:00", "should have timezone info"),
+        ("9999-12-31T23:59:59-14:00", "out of the supported time range"),
+        ("0001-01-01T00:00:00+05:00", "out of the supported time range"),
+    ],
+)
+async def test_times_that_cannot_be_stored_in_utc_are_422_naming_the_field(
+    client: httpx.AsyncClient, dep: dict[str, Any], time: str, words: str
+) -> None:
+    r = await client.post(
+        f"/deployments/{dep['id']}/runs", json={"parameters": {"n": 1}, "scheduled_time": time}
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "scheduled_time"
+    assert words in r.json()["detail"]
+    assert (await client.get("/flow-runs")).json()["items"] == []
+    run = await _run(client, dep)
+    r = await client.post(
+        f"/flow-runs/{run['id']}/state", json={"type": "PENDING", "timestamp": time}
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "timestamp"
+    assert len((await client.get(f"/flow-runs/{run['id']}/states")).json()) == 1
+    r = await client.post(
+        "/flow-runs", json={"flow_name": "x", "state": {"type": "RUNNING", "timestamp": time}}
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "state.timestamp"
+    for bound in ("created_after", "created_before"):
+        r = await client.get("/flow-runs", params={bound: time})
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["field"] == bound

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import httpx
 import pytest
 
@@ -177,3 +181,118 @@ async def test_deployment_read_by_name_update_and_delete(client: httpx.AsyncClie
     assert r.json()["paused"] is True
     assert (await client.delete(f"/deployments/{dep['id']}")).status_code == 204
     assert (await client.get(f"/deployments/{dep['id']}")).status_code == 404
+
+
+async def test_concurrency_limits_too_large_to_store_are_422_naming_the_field(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post("/work-pools", json={"name": "big", "concurrency_limit": 2**70})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "concurrency_limit"
+    assert (await client.get("/work-pools/big")).status_code == 404
+    await make_pool(client)
+    r = await client.patch("/work-pools/pool", json={"concurrency_limit": 2**31})
+    assert r.status_code == 422, r.text
+    dep = await make_deployment(client)
+    r = await client.patch(f"/deployments/{dep['id']}", json={"concurrency_limit": 2**63})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "concurrency_limit"
+    assert (await client.get(f"/deployments/{dep['id']}")).json()["concurrency_limit"] is None
+
+
+async def test_an_offset_too_large_for_the_database_is_422(client: httpx.AsyncClient) -> None:
+    r = await client.get("/deployments", params={"offset": 2**64})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "offset"
+    r = await client.get("/deployments", params={"offset": 2**31 - 1})
+    assert r.status_code == 200, r.text
+    assert r.json() == []
+
+
+@pytest.mark.parametrize(
+    ("parameter_schema", "words"),
+    [
+        ({"$ref": "#/definitions/missing"}, "$ref '/definitions/missing' resolves nowhere"),
+        ({"$ref": "other.json"}, "$ref 'other.json' resolves nowhere"),
+        (
+            {"definitions": {"x": {"$ref": "#/definitions/x"}}, "$ref": "#/definitions/x"},
+            "$refs loop forever",
+        ),
+    ],
+)
+async def test_a_parameter_schema_whose_refs_do_not_resolve_is_422(
+    client: httpx.AsyncClient, parameter_schema: dict[str, object], words: str
+) -> None:
+    await make_pool(client)
+    r = await client.post(
+        "/deployments",
+        json={
+            "flow_name": "etl",
+            "name": "daily",
+            "entrypoint": "flows/etl.py:etl",
+            "work_pool_name": "pool",
+            "parameter_schema": parameter_schema,
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "parameters"
+    assert words in r.json()["detail"]
+    assert (await client.get("/deployments")).json() == []
+
+
+async def test_a_parameter_schema_never_makes_the_server_fetch_a_url(
+    client: httpx.AsyncClient,
+) -> None:
+    fetched: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            fetched.append(self.path)
+            body = json.dumps({"type": "object"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/schema.json"
+    try:
+        await make_pool(client)
+        r = await client.post(
+            "/deployments",
+            json={
+                "flow_name": "etl",
+                "name": "daily",
+                "entrypoint": "flows/etl.py:etl",
+                "parameter_schema": {"$ref": url},
+            },
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.status_code == 422, r.text
+    assert f"$ref '{url}' resolves nowhere" in r.json()["detail"]
+    assert fetched == []
+
+
+async def test_an_interval_anchor_utc_cannot_hold_is_422(client: httpx.AsyncClient) -> None:
+    await make_pool(client)
+    anchor = "0001-01-01T00:00:00+05:00"
+    r = await client.post(
+        "/deployments",
+        json={
+            "flow_name": "etl",
+            "name": "daily",
+            "entrypoint": "flows/etl.py:etl",
+            "schedules": [{"schedule": {"interval": 60, "anchor_date": anchor}}],
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert "out of the supported time range" in r.text
+    assert (await client.get("/deployments")).json() == []
