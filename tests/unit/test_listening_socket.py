@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 
 from flowyard.server.serve import bind_socket
 
@@ -17,17 +16,18 @@ def test_connections_accepted_by_the_server_have_tcp_nodelay() -> None:
     seen: list[int] = []
 
     async def serve() -> None:
+        done = asyncio.Event()
+
         def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             sock = writer.get_extra_info("socket")
             seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
             writer.close()
+            done.set()
 
         server = await asyncio.start_server(accepted, sock=listening)
         async with server:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
-            deadline = time.monotonic() + 5
-            while not seen and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
+            await asyncio.wait_for(done.wait(), 5)
             writer.close()
 
     asyncio.run(serve())
