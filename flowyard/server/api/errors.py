@@ -83,8 +83,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     async def _data(request: Request, exc: DBAPIError) -> JSONResponse:
         # A value the database refuses (e.g. a NUL character, which PostgreSQL text
-        # cannot hold) is the caller's input; anything else is ours.
-        if isinstance(exc, DataError) or "invalid byte sequence" in str(exc.orig):
+        # and JSON cannot hold) is the caller's input; anything else is ours.
+        # SQLSTATE class 22 is PostgreSQL's "data exception".
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        if (
+            isinstance(exc, DataError)
+            or sqlstate.startswith("22")
+            or "invalid byte sequence" in str(exc.orig)
+        ):
             logger.info("unstorable value on %s: %s", request.url.path, exc.orig)
             return JSONResponse(
                 {

@@ -106,3 +106,15 @@ async def test_text_that_cannot_be_stored_is_422_not_500(client: httpx.AsyncClie
     assert r.status_code in (201, 422), r.text  # SQLite stores NUL; PostgreSQL cannot
     if r.status_code == 422:
         assert "cannot be stored" in r.json()["detail"]
+
+
+async def test_json_values_postgresql_cannot_hold_are_422_not_503(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post("/flow-runs", json={"flow_name": "f", "tags": ["a\x00b"]})
+    assert r.status_code in (201, 422), r.text  # SQLite stores NUL; PostgreSQL JSON cannot
+    if r.status_code == 422:
+        assert "cannot be stored" in r.json()["detail"]
+        assert (await client.get("/flow-runs")).json()["items"] == []
+    r = await client.get("/flow-runs", params={"tag": "\x08"})
+    assert r.status_code in (200, 422), r.text
