@@ -12,12 +12,14 @@ drives it), and a real server over HTTP is what a client talks to.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,76 +50,25 @@ from flowyard.server.ops import (
     workspaces,
 )
 from flowyard.settings import Settings
+from tests.conftest import _truncate_all, run_blocking
 
 # The API tests' fixtures: settings, a server context on the `db` fixture, an admin key.
 from tests.integration.api.conftest import admin_key, ctx, settings  # noqa: F401
 
 
 @pytest.fixture
-def database_url(sqlite_template: Path, tmp_path: Path) -> str:
-    """SQLite only: the fuzz budget is spent on requests, not on a second dialect."""
+def database_url(request: pytest.FixtureRequest, sqlite_template: Path, tmp_path: Path) -> str:
+    """SQLite: the suite's budget is spent on requests, not on a second dialect.
+
+    FLOWYARD_FUZZ_POSTGRES=1 fuzzes on PostgreSQL instead (a deeper local hunt).
+    """
+    if os.environ.get("FLOWYARD_FUZZ_POSTGRES"):
+        url: str = request.getfixturevalue("postgres_url")
+        run_blocking(_truncate_all(url))
+        return url
     target = tmp_path / "fuzz.db"
     shutil.copyfile(sqlite_template, target)
     return f"sqlite+aiosqlite:///{target}"
-
-
-class _Mount:
-    """What the shared server serves: the app of the test that is running."""
-
-    def __init__(self) -> None:
-        self.app: ASGIApp | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.app is None:
-            raise RuntimeError("a request reached the fuzz server between tests")
-        await self.app(scope, receive, send)
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[str, _Mount]]:
-    """uvicorn on a free loopback port, in a thread of its own, for the module.
-
-    Starting and stopping a server per operation would cost more than
-    fuzzing some of them; each test mounts its own app instead.
-    """
-    mount = _Mount()
-    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY on accepted connections
-    # only then; without it every keep-alive answer waits ~40 ms on Nagle.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(mount, lifespan="off", log_level="warning", ws="none", http="h11")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise AssertionError("the fuzz server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}", mount
-    finally:
-        uv.should_exit = True
-        thread.join(30)
-        sock.close()
-
-
-@pytest.fixture
-def live_url(
-    server: tuple[str, _Mount],
-    ctx: ServerContext,  # noqa: F811
-    settings: Settings,  # noqa: F811
-) -> Iterator[str]:
-    """The real app on this test's database and settings, served over HTTP."""
-    url, mount = server
-    app = create_app(settings, context=ctx)
-    app.state.ctx = ctx
-    mount.app = app
-    try:
-        yield url
-    finally:
-        mount.app = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +157,85 @@ async def seeded(ctx: ServerContext, admin_key: str) -> Seeded:  # noqa: F811
         spare_key_id=str(spare.id),
         run_token=auth.issue_run_token(ctx.keys, run.id),
     )
+
+
+class _Mount:
+    """What the shared server serves: the app of the test that is running."""
+
+    def __init__(self) -> None:
+        self.app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:
+            raise RuntimeError("a request reached the fuzz server between tests")
+        await self.app(scope, receive, send)
+
+
+@dataclass(frozen=True)
+class _Server:
+    url: str
+    mount: _Mount
+    loop: asyncio.AbstractEventLoop
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[_Server]:
+    """uvicorn on a free loopback port, on its own loop in its own thread, for the module.
+
+    Starting and stopping a server per operation would cost more than
+    fuzzing some of them; each test mounts its own app instead.
+    """
+    mount = _Mount()
+    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY on accepted connections
+    # only then; without it every keep-alive answer waits ~40 ms on Nagle.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(mount, lifespan="off", log_level="warning", ws="none", http="h11")
+    uv = uvicorn.Server(config)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(
+        target=loop.run_until_complete, args=(uv.serve(sockets=[sock]),), daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not uv.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise AssertionError("the fuzz server did not start")
+        time.sleep(0.01)
+    try:
+        yield _Server(f"http://127.0.0.1:{port}", mount, loop)
+    finally:
+        uv.should_exit = True
+        thread.join(30)
+        loop.close()
+        sock.close()
+
+
+@pytest.fixture
+async def live_url(
+    server: _Server,
+    ctx: ServerContext,  # noqa: F811
+    settings: Settings,  # noqa: F811
+    seeded: Seeded,
+) -> AsyncIterator[str]:
+    """The real app on this test's database and settings, with the seeded rows,
+    served over HTTP.
+
+    A database connection belongs to the loop that opened it, so the pool is
+    emptied here (the fixtures' loop) before the server's loop takes over,
+    and emptied there before the fixtures close the database.
+    """
+    await ctx.db.dispose()
+    app = create_app(settings, context=ctx)
+    app.state.ctx = ctx
+    server.mount.app = app
+    try:
+        yield server.url
+    finally:
+        server.mount.app = None
+        done = asyncio.run_coroutine_threadsafe(ctx.db.dispose(), server.loop)
+        await asyncio.wrap_future(done)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -91,8 +91,9 @@ RUN_TOKEN_CONFIG = schemathesis.Config.from_dict(
 )
 run_token_schema = schemathesis.openapi.from_dict(DOCUMENT, config=RUN_TOKEN_CONFIG)
 
-# Per operation and pass. A deeper local hunt: FLOWYARD_FUZZ_EXAMPLES=1000, and
-# FLOWYARD_FUZZ_RANDOM=1 for other requests than CI's on every run.
+# Per operation and pass. A deeper local hunt: FLOWYARD_FUZZ_EXAMPLES=1000,
+# FLOWYARD_FUZZ_RANDOM=1 for other requests than CI's on every run, and
+# FLOWYARD_FUZZ_POSTGRES=1 (see conftest).
 EXAMPLES = int(os.environ.get("FLOWYARD_FUZZ_EXAMPLES", "15"))
 DERANDOMIZE = not os.environ.get("FLOWYARD_FUZZ_RANDOM")
 CHECKS = [
