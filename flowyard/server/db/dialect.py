@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, exists, func, literal, select
@@ -18,7 +19,7 @@ def json_list_contains(dialect: str, column: Any, value: str) -> ColumnElement[b
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import JSONB  # loaded only where it is used
 
-        return column.op("@>")(func.cast(literal(f'["{_escape(value)}"]'), JSONB))  # type: ignore[no-any-return]
+        return column.op("@>")(func.cast(literal(json.dumps([value])), JSONB))  # type: ignore[no-any-return]
     each = func.json_each(column).table_valued("value")
     return exists(select(literal(1)).select_from(each).where(each.c.value == value))
 
@@ -28,10 +29,6 @@ def utc_date(dialect: str, column: Any) -> ColumnElement[str]:
     if dialect == "postgresql":
         return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
     return func.substr(column, 1, 10)  # SQLite stores UTC as 'YYYY-MM-DD HH:MM:SS...'
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def lock_rows(

@@ -195,6 +195,16 @@ async def test_listing_filters_and_cursor_pagination(
     assert len(by_dep) == 7
 
 
+async def test_a_tag_filter_with_quotes_backslashes_or_control_characters_just_matches_nothing(
+    client: httpx.AsyncClient, dep: dict[str, Any]
+) -> None:
+    await _run(client, dep, tags=["even"])
+    for tag in ('ev"en', "ev\\en", "ev\x01en", "even\u2028"):
+        r = await client.get("/flow-runs", params={"tag": tag})
+        assert r.status_code == 200, r.text
+        assert r.json()["items"] == []
+
+
 async def test_a_garbage_cursor_is_422(client: httpx.AsyncClient) -> None:
     r = await client.get("/flow-runs", params={"cursor": "garbage"})
     assert r.status_code == 422
