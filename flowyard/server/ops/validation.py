@@ -9,6 +9,7 @@ to itself, is bad input rather than a crash.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flowyard.server.ops.errors import InvalidInput
@@ -45,8 +46,32 @@ def _explain(error: Any) -> str:
     return str(error.message)
 
 
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path of the first NaN or infinity in a JSON value (JSON itself has none)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}")
+        if found is not None:
+            return found
+    return None
+
+
 def validate(instance: Any, schema: dict[str, Any], root: str) -> None:
-    """Raise InvalidInput naming the first offending field under ``root``."""
+    """Raise InvalidInput naming the first offending field under ``root``.
+
+    NaN and infinities are refused whatever the schema: they compare false with
+    every bound (a ``cpu`` of NaN would pass ``maximum``) and are not JSON.
+    """
+    bad = _non_finite(instance, root)
+    if bad is not None:
+        raise InvalidInput(bad, "must be a finite number, not NaN or infinity")
     if not schema:
         return
     from jsonschema import Draft202012Validator

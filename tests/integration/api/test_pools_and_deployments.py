@@ -72,21 +72,24 @@ async def test_only_the_operator_changes_a_pools_resource_policy(
         ({"pip_packages": "pandas"}, "job_variables.pip_packages", "expected array"),
         ({"env": {"A": 1}}, "job_variables.env.A", "expected string"),
         ({"network": "full"}, "job_variables.network", "expected one of"),
+        ({"cpu": float("nan")}, "job_variables.cpu", "must be a finite number"),
+        ({"memory_gib": float("inf")}, "job_variables.memory_gib", "must be a finite number"),
     ],
 )
 async def test_job_variables_outside_the_pool_template_are_422_naming_the_variable(
     client: httpx.AsyncClient, job_variables: dict[str, object], field: str, words: str
 ) -> None:
     await make_pool(client)
+    body = {
+        "flow_name": "f",
+        "name": "d",
+        "entrypoint": "flow.py:f",
+        "work_pool_name": "pool",
+        "job_variables": job_variables,
+    }
+    # Python's json writes NaN and Infinity (not JSON, but what many clients send).
     r = await client.post(
-        "/deployments",
-        json={
-            "flow_name": "f",
-            "name": "d",
-            "entrypoint": "flow.py:f",
-            "work_pool_name": "pool",
-            "job_variables": job_variables,
-        },
+        "/deployments", content=json.dumps(body), headers={"content-type": "application/json"}
     )
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["field"] == field
