@@ -7,11 +7,11 @@ import asyncio
 import httpx
 from fastapi import FastAPI
 
+from flowyard.server._on_demand import RoutesOnDemand
 from flowyard.server.app import create_app
 from flowyard.server.context import ServerContext
 from flowyard.settings import Settings
 from flowyard.ui import views
-from flowyard.ui._on_demand import PagesOnDemand
 
 # Pages, the API, and what neither has: every way a request can fall through.
 REQUESTS = [
@@ -30,8 +30,11 @@ REQUESTS = [
 ]
 
 
-def _placeholder(app: FastAPI) -> PagesOnDemand:
-    found = [r for r in app.router.routes if isinstance(r, PagesOnDemand)]
+def _placeholder(app: FastAPI) -> RoutesOnDemand:
+    """The pages' placeholder: the one that covers every path (the API's cover theirs)."""
+    found = [
+        r for r in app.router.routes if isinstance(r, RoutesOnDemand) and r.covers("/no/such/page")
+    ]
     assert len(found) == 1
     return found[0]
 
