@@ -25,13 +25,13 @@ from bench._report import median, python_floor
 FLOWYARD = str(Path(sys.executable).with_name("flowyard"))
 WARM_STARTS = 9
 NOTES = (
-    "When /api/health first answers, the database is checked and migrated and the scheduler "
-    "runs; each API router loads on the first request under its paths (adding 10 to 35 ms "
-    "to that request, once), the managed dispatcher loads its execution plane half a second after start (at "
-    "once if a run is created before then), and the web UI's pages load on the first page "
-    "request (about 0.2 s once, and 14 MiB). The idle RSS is that of a server no one has "
-    "called yet. Flowyard's bytecode is compiled before the first start, as in an installed "
-    "package."
+    "When /api/health first answers, the database is checked and migrated and the "
+    "scheduler runs; each API router loads on the first request under its paths (adding "
+    "10 to 35 ms to that request, once), the managed dispatcher loads its execution plane "
+    "half a second after start (at once if a run is created before then), and the web "
+    "UI's pages load on the first page request (about 0.2 s once, and 14 MiB). The idle "
+    "RSS is that of a server no one has called yet. Flowyard's bytecode is compiled "
+    "before the first start, as in an installed package."
 )
 
 
