@@ -22,15 +22,20 @@ events while the API is away. Two things make the rest work.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flowyard.execution.sandbox._spec import Limits
+from flowyard.execution.sandbox._spec import Limits, SandboxSpec
+
+if TYPE_CHECKING:
+    from flowyard.execution.sandbox._cgroups import RunCgroup
+    from flowyard.execution.sandbox._loop import MountedImage
 
 logger = logging.getLogger(__name__)
 
@@ -135,3 +140,38 @@ def link_socket(directory: Path, name: str, socket_path: Path) -> Path | None:
             )
         return None
     return directory
+
+
+def record_run(
+    spec: SandboxSpec, pid: int, cgroup: RunCgroup, fs: MountedImage, run_dir: Path
+) -> None:
+    """Write the record a restarted server needs to adopt this run."""
+    start = process_start_ticks(pid)
+    if start is None:  # already gone: nothing to adopt
+        return
+    RunRecord(
+        run_id=spec.run_id,
+        pid=pid,
+        pid_start=start,
+        started_wall=time.time(),
+        limits=dataclasses.asdict(spec.limits),
+        image=str(fs.image),
+        mount_point=str(fs.mount_point),
+        size_bytes=fs.size_bytes,
+        baseline_bytes=fs.baseline_bytes,
+        cgroup_version=cgroup.version,
+        cgroup_dirs={c: str(d) for c, d in cgroup.dirs.items()},
+        api_socket=str(spec.api_socket) if spec.api_socket else None,
+        egress_socket=str(spec.egress_proxy_socket) if spec.egress_proxy_socket else None,
+        environment_dir=str(spec.environment_dir) if spec.environment_dir else None,
+    ).save(run_dir)
+
+
+def adoptable_runs(runs: Path) -> dict[str, RunRecord]:
+    """Run dirs with a record: their processes may live on, or have left a status behind."""
+    found: dict[str, RunRecord] = {}
+    for run_dir in sorted(runs.iterdir()):
+        record = RunRecord.load(run_dir)
+        if record is not None and record.run_id == run_dir.name:
+            found[record.run_id] = record
+    return found

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from flowyard.execution.host import SANDBOX_UID, CgroupLayout, HostCapabilities, probe_host
 from flowyard.execution.sandbox import _bwrap, _unconfined
-from flowyard.execution.sandbox._adopt import RunRecord, link_socket, process_start_ticks
+from flowyard.execution.sandbox._adopt import RunRecord, adoptable_runs, link_socket, record_run
 from flowyard.execution.sandbox._budget import PARENT as RUNS_PARENT
 from flowyard.execution.sandbox._budget import RunsBudget, memory_pressure
 from flowyard.execution.sandbox._cgroups import RunCgroup
@@ -153,7 +153,7 @@ class LocalSandbox:
         (state_dir / "etc" / "group").write_text(group)
         # Runs whose process still lives wait for adopt(); the other leftovers go first:
         # their processes must be gone before their disks are unmounted.
-        self._adoptable = _adoptable_runs(state_dir / "runs")
+        self._adoptable = adoptable_runs(state_dir / "runs")
         self.reclaimed = tuple(self.reclaim_leftovers())
         remove_idle_slots(tools.cgroups)
         in_use = [Path(p) for r in self._adoptable.values() for p in (r.image, r.mount_point)]
@@ -284,7 +284,7 @@ class LocalSandbox:
         paths = _placeholders(environment.python if environment else runtime.python)
         assign(standby, {name: expand(value, paths) for name, value in spec.env.items()})
         assert res.process is not None  # a standby is always our own child
-        _record(spec, res.process.pid, res.cgroup, res.fs, run_dir)
+        record_run(spec, res.process.pid, res.cgroup, res.fs, run_dir)
         return res
 
     def _discard(self, res: RunResources) -> None:
@@ -436,7 +436,7 @@ class LocalSandbox:
             process = self._exec(spec, mounts, slot, fs, run_dir)
             undo.pop_all()
             if STANDBY_VARIABLE not in spec.env:  # a standby is recorded when it becomes a run's
-                _record(spec, process.pid, cgroup, fs, run_dir)
+                record_run(spec, process.pid, cgroup, fs, run_dir)
         return RunResources(process, cgroup, fs, run_dir)
 
     def _exec(
@@ -513,41 +513,6 @@ def _placeholders(python: str) -> dict[Placeholder, str]:
         Placeholder.API_SOCKET: API_SOCKET_PATH,
         Placeholder.EGRESS_PROXY: EGRESS_PROXY_URL,
     }
-
-
-def _record(
-    spec: SandboxSpec, pid: int, cgroup: RunCgroup, fs: MountedImage, run_dir: Path
-) -> None:
-    """What a restarted server needs to adopt this run (see :mod:`._adopt`)."""
-    start = process_start_ticks(pid)
-    if start is None:  # already gone: nothing to adopt
-        return
-    RunRecord(
-        run_id=spec.run_id,
-        pid=pid,
-        pid_start=start,
-        started_wall=time.time(),
-        limits=dataclasses.asdict(spec.limits),
-        image=str(fs.image),
-        mount_point=str(fs.mount_point),
-        size_bytes=fs.size_bytes,
-        baseline_bytes=fs.baseline_bytes,
-        cgroup_version=cgroup.version,
-        cgroup_dirs={c: str(d) for c, d in cgroup.dirs.items()},
-        api_socket=str(spec.api_socket) if spec.api_socket else None,
-        egress_socket=str(spec.egress_proxy_socket) if spec.egress_proxy_socket else None,
-        environment_dir=str(spec.environment_dir) if spec.environment_dir else None,
-    ).save(run_dir)
-
-
-def _adoptable_runs(runs: Path) -> dict[str, RunRecord]:
-    """Run dirs with a record: their processes may live on, or have left a status behind."""
-    found: dict[str, RunRecord] = {}
-    for run_dir in sorted(runs.iterdir()):
-        record = RunRecord.load(run_dir)
-        if record is not None and record.run_id == run_dir.name:
-            found[record.run_id] = record
-    return found
 
 
 def _check_sources(spec: SandboxSpec) -> None:
