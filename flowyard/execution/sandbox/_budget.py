@@ -11,7 +11,7 @@ the runs, never the server; the victim's run says the host's budget, not
 its own limit, was reached. Run processes also start with the highest
 ``oom_score_adj``, so that even a host-wide shortage takes a run first.
 
-Before that point, admission holds new runs back: :meth:`RunsBudget.pressure`
+Before that point, admission holds new runs back: :func:`memory_pressure`
 gives a reason while the runs' working set is over
 :data:`ADMIT_BELOW` of the budget or the host's available memory is below its
 reserve, and the dispatcher leaves runs SCHEDULED with that reason until
@@ -154,10 +154,6 @@ class RunsBudget:
             limit_bytes=self.memory_bytes,
             oom_kills=oom,
         )
-
-    def pressure(self) -> str | None:
-        """Why a new run should wait for memory, or ``None`` if it may start."""
-        return memory_pressure(self)
 
 
 def memory_pressure(budget: RunsBudget | None, meminfo: Path = Path("/proc/meminfo")) -> str | None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flowyard.execution.host import HostCapabilities
-from flowyard.execution.sandbox import Ending, LocalSandbox
+from flowyard.execution.sandbox import Ending, LocalSandbox, SandboxSpec
 from tests.integration.sandbox.conftest import python_spec
 
 pytestmark = pytest.mark.sandbox
@@ -31,13 +33,13 @@ print(f"pid={os.getpid()} started={started} run={os.environ['RUN']} cwd={sorted(
 
 
 @pytest.fixture
-def warm(capabilities: HostCapabilities, tmp_path: Path) -> LocalSandbox:
+def warm(capabilities: HostCapabilities, tmp_path: Path) -> Iterator[LocalSandbox]:
     made = LocalSandbox(tmp_path / "state", capabilities=capabilities, images_per_size=1)
-    yield made  # type: ignore[misc]
+    yield made
     made.close()
 
 
-def spec_for(run: str, checkout: Path, **fields: object):  # type: ignore[no-untyped-def]
+def spec_for(run: str, checkout: Path, **fields: Any) -> SandboxSpec:
     return python_spec(
         WAITS, env={"RUN": run, "PYTHONUNBUFFERED": "1"}, workdir_source=checkout, standby=True,
         **fields,
