@@ -129,10 +129,12 @@ class LocalHandle(SupervisedHandle):
 
     def _stats(self, wall_seconds: float) -> SandboxStats:
         usage = self._res.cgroup.usage()  # reads zeros once the cgroup is gone
-        try:
-            storage = self._res.fs.used_bytes()
-        except OSError:  # torn down
-            storage = 0
+        storage = 0
+        if not self._torn_down:  # after teardown the disk is the pool's, recycled or gone
+            try:
+                storage = self._res.fs.used_bytes()
+            except OSError:
+                storage = 0
         return SandboxStats(
             memory_bytes=usage.memory_bytes,
             peak_memory_bytes=usage.peak_memory_bytes,
