@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from flowyard.execution.sandbox import FakeSandbox
@@ -46,6 +47,12 @@ class FakeRecorder:
 
     async def current_state(self, run_id: uuid.UUID) -> StateType:
         return self.current.get(run_id, StateType.PENDING)
+
+    async def cancel_requested(self, run_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        return {r for r in run_ids if self.current.get(r) is StateType.CANCELLING}
+
+    async def flush(self) -> None:
+        return None
 
     async def secret(self, workspace_id: uuid.UUID, name: str) -> str:
         return self.secrets[name]

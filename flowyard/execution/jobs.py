@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,6 +45,14 @@ class RunRecorder(Protocol):
     ) -> None: ...
 
     async def current_state(self, run_id: uuid.UUID) -> StateType: ...
+
+    async def cancel_requested(self, run_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        """Which of ``run_ids`` are CANCELLING (one read for all of them)."""
+        ...
+
+    async def flush(self) -> None:
+        """Write what is held (log lines are written in batches); before shutting down."""
+        ...
 
     async def secret(self, workspace_id: uuid.UUID, name: str) -> str:
         """The secret's value; raises LookupError when the workspace has none of that name."""

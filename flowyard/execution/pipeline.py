@@ -21,6 +21,7 @@ import logging
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -96,6 +97,9 @@ class RunPipeline:
         self.runtimes = runtimes
         # The server's egress proxy, where runs with network "egress" go out; None: no egress.
         self.egress = egress
+        # Runs being supervised: set when a cancel is requested (one watcher reads for all).
+        self._cancel_events: dict[uuid.UUID, asyncio.Event] = {}
+        self._cancel_watcher: asyncio.Task[None] | None = None
 
     async def execute(self, job: RunJob) -> None:
         """Run ``job`` to its end. Never raises: every failure ends up on the run."""
@@ -389,12 +393,30 @@ class RunPipeline:
         await self._after_exit(job, handle, result, started)
 
     async def _watch_cancellation(self, job: RunJob, handle: sb.SandboxHandle) -> None:
-        while True:
+        requested = self._cancel_events[job.run_id] = asyncio.Event()
+        if self._cancel_watcher is None or self._cancel_watcher.done():
+            self._cancel_watcher = asyncio.create_task(self._watch_cancel_requests())
+        try:
+            await requested.wait()
+        finally:
+            self._cancel_events.pop(job.run_id, None)
+        await self._log(job, "cancel requested: stopping the run's processes")
+        handle.terminate(CANCEL_GRACE_SECONDS)
+
+    async def _watch_cancel_requests(self) -> None:
+        """One read per interval for every supervised run, not one per run."""
+        while self._cancel_events:
             await asyncio.sleep(self.config.cancel_poll_seconds)
-            if await self.recorder.current_state(job.run_id) is StateType.CANCELLING:
-                await self._log(job, "cancel requested: stopping the run's processes")
-                handle.terminate(CANCEL_GRACE_SECONDS)
-                return
+            watched = list(self._cancel_events)
+            try:
+                requested = await self.recorder.cancel_requested(watched)
+            except Exception:  # the database is away for a moment: read again next time
+                logger.warning("could not read cancel requests", exc_info=True)
+                continue
+            for run_id in requested:
+                event = self._cancel_events.get(run_id)
+                if event is not None:
+                    event.set()
 
     async def _after_exit(
         self, job: RunJob, handle: sb.SandboxHandle, result: sb.SandboxResult, started: float
@@ -421,8 +443,9 @@ class RunPipeline:
                 job.run_id, StateCreate(type=StateType.CRASHED, message=reason)
             )
             report = report.model_copy(update={"crash_reason": reason})
-        await self.recorder.report(job.run_id, report, teardown=True)
+        # Logged first, so the line is written with the teardown, in its transaction.
         await self._log(job, f"compute released after {time.monotonic() - started:.2f} s")
+        await self.recorder.report(job.run_id, report, teardown=True)
 
     async def _tail_output(self, job: RunJob, handle: sb.SandboxHandle) -> None:
         """A crashed run's last output is often the only clue: keep it as logs."""

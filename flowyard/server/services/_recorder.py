@@ -1,17 +1,39 @@
-"""The dispatcher's recorder: the execution plane writes back through ops."""
+"""The dispatcher's recorder: the execution plane writes back through ops.
+
+Its log lines (a run's stages: "cloned …", "environment ready …") are held
+for at most :data:`LOG_FLUSH_SECONDS` and written together: with a state
+change or an execution report of the same run, in that same transaction,
+or on their own for every run at once. A burst of runs then costs a few
+transactions per run, not one per line. Each line keeps the time it was
+logged, so the order of a run's log is unchanged.
+
+Reads (a run's state, which runs were asked to cancel) use the database's
+read session: on SQLite they neither wait for nor block writers.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from flowyard.schemas.flow_runs import ExecutionReport
-from flowyard.schemas.logs import LogBatch, LogCreate
+from flowyard.schemas.logs import LogCreate
 from flowyard.schemas.states import SetStateResult, StateCreate, StateType
 from flowyard.server.context import ServerContext
+from flowyard.server.db import models as m
 from flowyard.server.ops import flow_runs, logs, secrets
 from flowyard.server.ops.auth import Principal, issue_run_token
 from flowyard.server.ops.errors import NotFound
+
+LOG_FLUSH_SECONDS = 0.05
+logger = logging.getLogger(__name__)
 
 
 class DbRecorder:
@@ -20,21 +42,26 @@ class DbRecorder:
     def __init__(self, ctx: ServerContext) -> None:
         self.ctx = ctx
         self._workspaces: dict[uuid.UUID, uuid.UUID] = {}
+        self._lines: dict[uuid.UUID, list[LogCreate]] = {}
+        self._flusher: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
+        # Held lines are written in the order they were taken: log ids are the read cursor.
+        self._writing = asyncio.Lock()
 
     async def _principal(self, run_id: uuid.UUID) -> Principal:
         workspace_id = self._workspaces.get(run_id)
         if workspace_id is None:
-            from flowyard.server.db import models as m
-
-            async with self.ctx.db.session() as session:
-                run = await session.get(m.FlowRun, run_id)
-                if run is None:
-                    raise NotFound("flow run", run_id)
-                workspace_id = self._workspaces[run_id] = run.workspace_id
+            async with self.ctx.db.read_session() as session:
+                workspace_id = await session.scalar(
+                    select(m.FlowRun.workspace_id).where(m.FlowRun.id == run_id)
+                )
+            if workspace_id is None:
+                raise NotFound("flow run", run_id)
+            self._workspaces[run_id] = workspace_id
         return Principal(workspace_id=workspace_id, kind="api_key", is_admin=True)
 
     async def log(self, run_id: uuid.UUID, message: str, *, level: int = 20) -> None:
-        principal = await self._principal(run_id)
+        await self._principal(run_id)  # an unknown run fails here, not at the flush
         line = LogCreate(
             flow_run_id=run_id,
             level=level,
@@ -42,28 +69,55 @@ class DbRecorder:
             message=message,
             timestamp=datetime.now(UTC),
         )
-        async with self.ctx.db.session() as session:
-            await logs.write_logs(session, principal, LogBatch(logs=[line]))
+        self._lines.setdefault(run_id, []).append(line)
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().call_later(
+                LOG_FLUSH_SECONDS, self._flush_soon
+            )
 
     async def set_state(self, run_id: uuid.UUID, state: StateCreate) -> SetStateResult:
         principal = await self._principal(run_id)
-        async with self.ctx.db.session() as session:
+        async with self._writing, self.ctx.db.session() as session:
+            await self._write_held(session, principal, run_id)
             return await flow_runs.set_state(session, principal, run_id, state)
 
     async def report(
         self, run_id: uuid.UUID, report: ExecutionReport, *, teardown: bool = False
     ) -> None:
         principal = await self._principal(run_id)
-        async with self.ctx.db.session() as session:
+        async with self._writing, self.ctx.db.session() as session:
+            await self._write_held(session, principal, run_id)
             await flow_runs.record_execution(session, principal, run_id, report, teardown=teardown)
-        if teardown:
+        if teardown and run_id not in self._lines:
             self._workspaces.pop(run_id, None)
 
     async def current_state(self, run_id: uuid.UUID) -> StateType:
-        principal = await self._principal(run_id)
-        async with self.ctx.db.session() as session:
-            run = await flow_runs.read_flow_run(session, principal, run_id)
-            return StateType(run.state_type)
+        states = await self._states([run_id])
+        if run_id not in states:
+            raise NotFound("flow run", run_id)
+        return states[run_id]
+
+    async def cancel_requested(self, run_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+        states = await self._states(run_ids)
+        return {run_id for run_id, state in states.items() if state is StateType.CANCELLING}
+
+    async def flush(self) -> None:
+        """Write every held line now (one transaction per workspace)."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        async with self._writing:
+            held, self._lines = self._lines, {}
+            by_workspace: dict[uuid.UUID, list[LogCreate]] = {}
+            for run_id, lines in held.items():
+                with contextlib.suppress(NotFound):  # a run deleted meanwhile: its lines go too
+                    principal = await self._principal(run_id)
+                    by_workspace.setdefault(principal.workspace_id, []).extend(lines)
+            for workspace_id, lines in by_workspace.items():
+                principal = Principal(workspace_id=workspace_id, kind="api_key", is_admin=True)
+                with contextlib.suppress(NotFound):
+                    async with self.ctx.db.session() as session:
+                        await logs.write_lines(session, principal, lines)
 
     async def secret(self, workspace_id: uuid.UUID, name: str) -> str:
         principal = Principal(workspace_id=workspace_id, kind="api_key", is_admin=True)
@@ -75,3 +129,32 @@ class DbRecorder:
 
     async def run_token(self, run_id: uuid.UUID) -> str:
         return issue_run_token(self.ctx.keys, run_id)
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _write_held(
+        self, session: AsyncSession, principal: Principal, run_id: uuid.UUID
+    ) -> None:
+        lines = self._lines.pop(run_id, None)
+        if lines:
+            await logs.write_lines(session, principal, lines)
+
+    async def _states(self, run_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, StateType]:
+        if not run_ids:
+            return {}
+        query = select(m.FlowRun.id, m.FlowRun.state_type).where(m.FlowRun.id.in_(list(run_ids)))
+        async with self.ctx.db.read_session() as session:
+            rows = (await session.execute(query)).all()
+        return {run_id: StateType(state) for run_id, state in rows}
+
+    def _flush_soon(self) -> None:
+        self._flusher = None
+        task = asyncio.get_running_loop().create_task(self._flush_logged())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def _flush_logged(self) -> None:
+        try:
+            await self.flush()
+        except Exception:  # the database is down: the lines are lost, the runs go on
+            logger.exception("could not write the execution plane's log lines")

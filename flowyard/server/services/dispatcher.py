@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from flowyard.execution.jobs import RunJob
 from flowyard.execution.pipeline import RunPipeline
@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flowyard.dispatcher")
 
 POLL_SECONDS = 5.0
+AWAITING_CAPACITY = "AwaitingCapacity"
 
 
 def dispatcher_id(ctx: ServerContext) -> str:
@@ -73,7 +74,7 @@ def host_capacity(ctx: ServerContext) -> int:
 
 
 async def _job_for(ctx: ServerContext, run_id: uuid.UUID) -> RunJob | None:
-    async with ctx.db.session() as session:
+    async with ctx.db.read_session() as session:
         run = await session.get(m.FlowRun, run_id)
         if run is None or run.deployment_id is None:
             return None
@@ -176,7 +177,7 @@ class Dispatcher:
     async def dispatch_once(self) -> int:
         """Claim what capacity allows and start each run. Returns how many started."""
         started = 0
-        async with self.ctx.db.session() as session:
+        async with self.ctx.db.read_session() as session:
             pool_ids = await claims.pools_with_due_runs(session)
         for pool_id in pool_ids:
             free = self.capacity.free
@@ -199,18 +200,27 @@ class Dispatcher:
     async def _mark_over_capacity(self, pool_id: uuid.UUID, why: str) -> None:
         reason = f"{why}; queued until it frees"
         now = datetime.now(UTC)
-        async with self.ctx.db.session() as session:
-            query = (
-                select(m.FlowRun)
-                .where(
-                    m.FlowRun.work_pool_id == pool_id,
-                    m.FlowRun.state_type == StateType.SCHEDULED.value,
-                    m.FlowRun.next_scheduled_start_time <= now,
-                )
-                .limit(100)
+        query = (
+            select(m.FlowRun)
+            .where(
+                m.FlowRun.work_pool_id == pool_id,
+                m.FlowRun.state_type == StateType.SCHEDULED.value,
+                m.FlowRun.next_scheduled_start_time <= now,
+                or_(
+                    m.FlowRun.state_name.is_distinct_from(AWAITING_CAPACITY),
+                    m.FlowRun.state_message.is_distinct_from(reason),
+                ),
             )
+            .limit(100)
+        )
+        # Woken by every change while the host is full: most times every waiting run
+        # already says why, and a read (which blocks no writer) finds that out.
+        async with self.ctx.db.read_session() as session:
+            if (await session.execute(query.with_only_columns(m.FlowRun.id))).first() is None:
+                return
+        async with self.ctx.db.session() as session:
             for run in (await session.execute(query)).scalars():
-                await flow_runs.mark_waiting(session, run, "AwaitingCapacity", reason, now)
+                await flow_runs.mark_waiting(session, run, AWAITING_CAPACITY, reason, now)
 
     def _start(self, run_id: uuid.UUID, adopted: sb.SandboxHandle | None = None) -> None:
         self.capacity.active.add(run_id)
@@ -392,7 +402,10 @@ async def dispatcher_service(ctx: ServerContext) -> None:
             dispatcher.id,
             dispatcher.capacity.max_runs,
         )
-        await dispatcher.serve()
+        try:
+            await dispatcher.serve()
+        finally:
+            await pipeline.recorder.flush()  # stage lines of runs still going
     finally:
         for sandbox in sandboxes.values():
             close = getattr(sandbox, "close", None)

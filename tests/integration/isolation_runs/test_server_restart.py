@@ -86,7 +86,9 @@ def _kill_and_restart(home: Path, how: signal.Signals) -> None:
         deadline = time.monotonic() + 90
         while True:
             ended = api.read_flow_run(run.id)
-            if ended.state_type.value in ENDED and LAST_LINE in _logs(api, run.id):
+            # Teardown (compute closed) follows the runner's final state by a moment.
+            done = ended.state_type.value in ENDED and ended.compute_seconds is not None
+            if done and LAST_LINE in _logs(api, run.id):
                 break
             assert time.monotonic() < deadline, second.log()
             time.sleep(0.2)
