@@ -1,0 +1,121 @@
+"""The dispatcher's recorder against a real database: batched stage lines, batched reads."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+
+from flowyard.schemas import deployments as ds
+from flowyard.schemas import work_pools as wp
+from flowyard.schemas.flow_runs import ExecutionReport, FlowRunCreate
+from flowyard.schemas.states import StateCreate, StateType
+from flowyard.server.context import ServerContext
+from flowyard.server.db import Database
+from flowyard.server.keys import ServerKeys
+from flowyard.server.ops import deployments, flow_runs, logs, work_pools
+from flowyard.server.ops.auth import Principal
+from flowyard.server.ops.errors import NotFound
+from flowyard.server.services._recorder import LOG_FLUSH_SECONDS, DbRecorder
+from flowyard.settings import Settings
+
+
+async def _runs(db: Database, principal: Principal, count: int) -> list[uuid.UUID]:
+    async with db.session() as session:
+        await work_pools.create_work_pool(session, principal, wp.WorkPoolCreate(name="managed"))
+        deployment = await deployments.upsert_deployment(
+            session,
+            principal,
+            ds.DeploymentCreate(
+                flow_name="etl", name="nightly", entrypoint="etl.py:etl", work_pool_name="managed"
+            ),
+        )
+        made = [
+            (await flow_runs.create_flow_run(session, principal, deployment.id, FlowRunCreate()))[0]
+            for _ in range(count)
+        ]
+    return [run.id for run in made]
+
+
+async def _messages(db: Database, principal: Principal, run_id: uuid.UUID) -> list[str]:
+    async with db.session() as session:
+        lines, _ = await logs.read_logs(session, principal, run_id)
+    return [line.message for line in lines]
+
+
+@pytest.fixture
+def recorder(db: Database, flowyard_home: Path) -> DbRecorder:
+    ctx = ServerContext(
+        settings=Settings(home=flowyard_home), db=db, keys=ServerKeys.from_master(b"test-key")
+    )
+    return DbRecorder(ctx)
+
+
+async def test_stage_lines_are_written_with_the_runs_next_state_change_in_order(
+    db: Database, principal: Principal, recorder: DbRecorder
+) -> None:
+    [run_id] = await _runs(db, principal, 1)
+    await recorder.log(run_id, "cloned abc1234 in 0.01 s")
+    await recorder.log(run_id, "environment ready (cached) in 0.00 s")
+    # Held, not written yet: one transaction will carry them with the state change.
+    assert await _messages(db, principal, run_id) == []
+
+    result = await recorder.set_state(run_id, StateCreate(type=StateType.PENDING))
+
+    assert result.status.value == "ACCEPT"
+    assert await _messages(db, principal, run_id) == [
+        "cloned abc1234 in 0.01 s",
+        "environment ready (cached) in 0.00 s",
+    ]
+    await recorder.log(run_id, "compute released after 0.20 s")
+    await recorder.report(run_id, ExecutionReport(exit_code=0), teardown=True)
+    assert (await _messages(db, principal, run_id))[-1] == "compute released after 0.20 s"
+
+
+async def test_lines_no_state_change_follows_are_written_within_the_flush_interval(
+    db: Database, principal: Principal, recorder: DbRecorder
+) -> None:
+    first, second = await _runs(db, principal, 2)
+    await recorder.log(first, "preparing compute for etl/nightly")
+    await recorder.log(second, "preparing compute for etl/nightly", level=30)
+
+    for _ in range(100):
+        await asyncio.sleep(LOG_FLUSH_SECONDS)
+        written = [await _messages(db, principal, r) for r in (first, second)]
+        if all(written):
+            break
+    assert written == [["preparing compute for etl/nightly"]] * 2
+
+
+async def test_flush_writes_every_held_line_at_once(
+    db: Database, principal: Principal, recorder: DbRecorder
+) -> None:
+    run_ids = await _runs(db, principal, 3)
+    for i, run_id in enumerate(run_ids):
+        await recorder.log(run_id, f"line {i}")
+
+    await recorder.flush()
+
+    assert [await _messages(db, principal, r) for r in run_ids] == [
+        ["line 0"],
+        ["line 1"],
+        ["line 2"],
+    ]
+
+
+async def test_one_read_says_which_runs_were_asked_to_cancel(
+    db: Database, principal: Principal, recorder: DbRecorder
+) -> None:
+    pending, cancelling, missing = *await _runs(db, principal, 2), uuid.uuid4()
+    for run_id in (pending, cancelling):
+        await recorder.set_state(run_id, StateCreate(type=StateType.PENDING))
+    await recorder.set_state(cancelling, StateCreate(type=StateType.CANCELLING))
+
+    assert await recorder.cancel_requested([pending, cancelling, missing]) == {cancelling}
+    assert await recorder.current_state(pending) is StateType.PENDING
+    with pytest.raises(NotFound):
+        await recorder.current_state(missing)
+    with pytest.raises(NotFound):  # an unknown run fails when logged, not later at the flush
+        await recorder.log(missing, "nobody")
