@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, exists, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
+
+AnySelect = TypeVar("AnySelect", bound=Select[*tuple[Any, ...]])
 
 
 def dialect_of(session: AsyncSession) -> str:
@@ -32,15 +34,21 @@ def utc_date(dialect: str, column: Any) -> ColumnElement[str]:
 
 
 def lock_rows(
-    dialect: str, query: Select[Any], *, skip_locked: bool = False, key_share: bool = False
-) -> Select[Any]:
+    dialect: str,
+    query: AnySelect,
+    *,
+    skip_locked: bool = False,
+    key_share: bool = False,
+    of: Any = None,
+) -> AnySelect:
     """Row locks on PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers.
 
     ``key_share`` takes ``FOR NO KEY UPDATE``: it serialises writers of the row
-    without blocking inserts of rows that reference it by foreign key.
+    without blocking inserts of rows that reference it by foreign key. ``of``
+    names the table whose rows are locked when the query joins others.
     """
     if dialect == "postgresql":
-        return query.with_for_update(skip_locked=skip_locked, key_share=key_share)
+        return query.with_for_update(skip_locked=skip_locked, key_share=key_share, of=of)
     return query
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.server.db import models as m
 from flowyard.server.keys import ServerKeys
+from flowyard.server.ops import _key_cache
 from flowyard.server.ops.errors import Forbidden, Unauthorized
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -88,10 +89,16 @@ async def _authenticate_api_key(session: AsyncSession, token: str) -> Principal:
     parts = token.split("_", 2)
     if len(parts) != 3:
         raise Unauthorized("malformed API key")
+    digest = hash_key(token)
+    cache_key = (_key_cache.database_of(session), digest)
+    cached: Principal | None = _key_cache.API_KEYS.get(cache_key)
+    if cached is not None:
+        return cached
+    generation = _key_cache.API_KEYS.generation
     row = (
         await session.execute(select(m.ApiKey).where(m.ApiKey.prefix == parts[1]))
     ).scalar_one_or_none()
-    if row is None or not hmac.compare_digest(row.key_hash, hash_key(token)):
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
         raise Unauthorized("invalid API key")
     if row.revoked_at is not None:
         raise Unauthorized("this API key has been revoked")
@@ -99,9 +106,11 @@ async def _authenticate_api_key(session: AsyncSession, token: str) -> Principal:
     if row.last_used is None or now - row.last_used > LAST_USED_RESOLUTION:
         # Coarse resolution: a write per request would serialise every read on SQLite.
         await session.execute(update(m.ApiKey).where(m.ApiKey.id == row.id).values(last_used=now))
-    return Principal(
+    principal = Principal(
         workspace_id=row.workspace_id, kind="api_key", is_admin=row.is_admin, key_id=row.id
     )
+    _key_cache.API_KEYS.put(cache_key, principal, generation)
+    return principal
 
 
 async def _authenticate_run_token(session: AsyncSession, keys: ServerKeys, token: str) -> Principal:

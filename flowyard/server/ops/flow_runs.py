@@ -207,46 +207,54 @@ async def _write_state(
     return row
 
 
-async def _limits(session: AsyncSession, run: m.FlowRun) -> tuple[LimitUsage, ...]:
+async def _limits(
+    session: AsyncSession,
+    run: m.FlowRun,
+    workspace: m.Workspace,
+    deployment: m.Deployment | None,
+    pool: m.WorkPool | None,
+) -> tuple[LimitUsage, ...]:
+    """Occupancy of each limit the run is under, counted in one statement."""
     active = [t.value for t in ACTIVE_STATES]
-    out: list[LimitUsage] = []
-
-    async def count(*where: Any) -> int:
-        query = (
-            select(func.count())
-            .select_from(m.FlowRun)
-            .where(m.FlowRun.state_type.in_(active), m.FlowRun.id != run.id, *where)
+    scopes: list[tuple[str, int, Any]] = []
+    if deployment is not None and deployment.concurrency_limit is not None:
+        label = f"deployment '{deployment.flow_name}/{deployment.name}'"
+        scopes.append(
+            (label, deployment.concurrency_limit, m.FlowRun.deployment_id == deployment.id)
         )
-        return int((await session.execute(query)).scalar_one())
+    if pool is not None and pool.concurrency_limit is not None:
+        scopes.append(
+            (f"work pool '{pool.name}'", pool.concurrency_limit, m.FlowRun.work_pool_id == pool.id)
+        )
+    if workspace.concurrency_limit is not None:
+        scopes.append(
+            (
+                f"workspace '{workspace.name}'",
+                workspace.concurrency_limit,
+                m.FlowRun.workspace_id == workspace.id,
+            )
+        )
+    if not scopes:
+        return ()
+    counts = [
+        select(func.count())
+        .select_from(m.FlowRun)
+        .where(m.FlowRun.state_type.in_(active), m.FlowRun.id != run.id, where)
+        .scalar_subquery()
+        for _, _, where in scopes
+    ]
+    row = (await session.execute(select(*counts))).one()
+    return tuple(
+        LimitUsage(label, limit, int(n)) for (label, limit, _), n in zip(scopes, row, strict=True)
+    )
 
-    if run.deployment_id is not None:
-        deployment = await session.get(m.Deployment, run.deployment_id)
-        if deployment is not None and deployment.concurrency_limit is not None:
-            n = await count(m.FlowRun.deployment_id == deployment.id)
-            label = f"deployment '{deployment.flow_name}/{deployment.name}'"
-            out.append(LimitUsage(label, deployment.concurrency_limit, n))
-    if run.work_pool_id is not None:
-        pool = await session.get(m.WorkPool, run.work_pool_id)
-        if pool is not None and pool.concurrency_limit is not None:
-            n = await count(m.FlowRun.work_pool_id == pool.id)
-            out.append(LimitUsage(f"work pool '{pool.name}'", pool.concurrency_limit, n))
-    workspace = await session.get(m.Workspace, run.workspace_id)
-    if workspace is not None and workspace.concurrency_limit is not None:
-        n = await count(m.FlowRun.workspace_id == workspace.id)
-        out.append(LimitUsage(f"workspace '{workspace.name}'", workspace.concurrency_limit, n))
-    return tuple(out)
 
-
-async def _pauses(session: AsyncSession, run: m.FlowRun) -> tuple[str, ...]:
+def _pauses(deployment: m.Deployment | None, pool: m.WorkPool | None) -> tuple[str, ...]:
     out = []
-    if run.work_pool_id is not None:
-        pool = await session.get(m.WorkPool, run.work_pool_id)
-        if pool is not None and pool.paused:
-            out.append(f"work pool '{pool.name}' is paused")
-    if run.deployment_id is not None:
-        deployment = await session.get(m.Deployment, run.deployment_id)
-        if deployment is not None and deployment.paused:
-            out.append(f"deployment '{deployment.flow_name}/{deployment.name}' is paused")
+    if pool is not None and pool.paused:
+        out.append(f"work pool '{pool.name}' is paused")
+    if deployment is not None and deployment.paused:
+        out.append(f"deployment '{deployment.flow_name}/{deployment.name}' is paused")
     return tuple(out)
 
 
@@ -261,6 +269,23 @@ async def lock_workspace(session: AsyncSession, workspace_id: uuid.UUID) -> m.Wo
     return workspace
 
 
+async def _lock_for_activation(
+    session: AsyncSession, run: m.FlowRun
+) -> tuple[m.Workspace, m.Deployment | None, m.WorkPool | None]:
+    """:func:`lock_workspace`, reading the run's deployment and pool in the same statement."""
+    # A run without a deployment or pool joins nothing: its id matches no row.
+    query = (
+        select(m.Workspace, m.Deployment, m.WorkPool)
+        .select_from(m.Workspace)
+        .outerjoin(m.Deployment, m.Deployment.id == run.deployment_id)
+        .outerjoin(m.WorkPool, m.WorkPool.id == run.work_pool_id)
+        .where(m.Workspace.id == run.workspace_id)
+    )
+    query = lock_rows(dialect_of(session), query, key_share=True, of=m.Workspace)
+    row = (await session.execute(query)).one()
+    return row[0], row[1], row[2]
+
+
 async def _context(
     session: AsyncSession, run: m.FlowRun, proposed: StateCreate, name: str, now: datetime
 ) -> TransitionContext:
@@ -272,11 +297,8 @@ async def _context(
     )
     if not ctx.activates:
         return ctx
-    workspace = await lock_workspace(session, run.workspace_id)
-    # Held here so the checks below find them in the session (its map holds them weakly).
-    deployment = await session.get(m.Deployment, run.deployment_id) if run.deployment_id else None
+    workspace, deployment, pool = await _lock_for_activation(session, run)
     quota = None
-    pool = await session.get(m.WorkPool, run.work_pool_id) if run.work_pool_id else None
     if pool is not None and pool.type == "managed":
         quota = await usage.quota_reason(session, workspace, now)
     return TransitionContext(
@@ -284,11 +306,10 @@ async def _context(
         to_type=ctx.to_type,
         to_name=name,
         to_message=proposed.message,
-        limits=await _limits(session, run),
-        paused=await _pauses(session, run),
+        limits=await _limits(session, run, workspace, deployment, pool),
+        paused=_pauses(deployment, pool),
         quota_reason=quota,
     )
-    del deployment  # kept alive until here on purpose
 
 
 async def _transition(

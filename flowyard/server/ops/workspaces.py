@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas import workspaces as s
 from flowyard.server.db import models as m
+from flowyard.server.ops._key_cache import forget_keys
 from flowyard.server.ops.auth import Principal, hash_key, new_api_key
 from flowyard.server.ops.errors import Conflict, NotFound
 
@@ -103,6 +104,7 @@ async def revoke_api_key(session: AsyncSession, principal: Principal, ident: str
         raise NotFound("API key", ident)
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
+        forget_keys(session)
     await session.flush()
     return row
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+from typing import Any
+
 import httpx
 import pytest
+from sqlalchemy import event, update
 
+from flowyard.server.context import ServerContext
+from flowyard.server.db import models as m
+from flowyard.server.ops import _key_cache
 from tests.integration.api.conftest import (
     ClientFactory,
     make_deployment,
@@ -48,6 +56,44 @@ async def test_a_revoked_key_is_refused_at_once(
         assert (await temp.get("/me")).status_code == 200
         revoked = await client.delete(f"/api-keys/{created['prefix']}")
         assert revoked.json()["revoked_at"] is not None
+        r = await temp.get("/me")
+    assert r.status_code == 401
+    assert "revoked" in r.json()["detail"]
+
+
+async def test_a_key_that_just_authenticated_is_not_read_again(
+    client: httpx.AsyncClient, ctx: ServerContext
+) -> None:
+    assert (await client.get("/work-pools")).status_code == 200
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    event.listen(ctx.db.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        assert (await client.get("/work-pools")).status_code == 200
+    finally:
+        event.remove(ctx.db.engine.sync_engine, "before_cursor_execute", record)
+    assert statements, "the request read no pools"
+    assert not [s for s in statements if "api_keys" in s]
+
+
+async def test_a_key_revoked_by_another_server_is_refused_once_remembering_it_expires(
+    client: httpx.AsyncClient,
+    client_for: ClientFactory,
+    ctx: ServerContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    created = (await client.post("/api-keys", json={"name": "temp"})).json()
+    async with client_for(created["key"]) as temp:
+        assert (await temp.get("/me")).status_code == 200
+        # Another replica revokes it: this process is not told.
+        async with ctx.db.session() as session:
+            query = update(m.ApiKey).where(m.ApiKey.prefix == created["prefix"])
+            await session.execute(query.values(revoked_at=datetime.now(UTC)))
+        later = time.monotonic() + _key_cache.TTL_SECONDS
+        monkeypatch.setattr(_key_cache.API_KEYS, "clock", lambda: later)
         r = await temp.get("/me")
     assert r.status_code == 401
     assert "revoked" in r.json()["detail"]
