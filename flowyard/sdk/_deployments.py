@@ -19,7 +19,8 @@ from uuid import UUID
 
 from flowyard.sdk._backends import ensure_server_integration, in_async_context, missing_backend
 from flowyard.sdk._context import flow_run_context
-from flowyard.sdk._runs import FlowRun, TaskRun, new_id
+from flowyard.sdk._ids import new_id, short_key
+from flowyard.sdk._runs import FlowRun, TaskRun
 from flowyard.sdk._sources import SourcedFlow, SourceSpec
 from flowyard.sdk._states import Pending, Scheduled, State
 from flowyard.sdk._task_engine import set_task_run_state
@@ -428,10 +429,10 @@ def _run_request(
         label = str(name).rpartition("/")[2]
         run = TaskRun(
             id=run_id,
-            name=f"{label}-{run_id.hex[:3]}",
+            name=f"{label}-{short_key(run_id)}",
             task_name=label,
             task_key=f"run_deployment-{label}",
-            dynamic_key=run_id.hex[:3],
+            dynamic_key=short_key(run_id),
             flow_run_id=parent.flow_run.id,
             tags=frozenset(tags or ()),
             state=Pending(),

@@ -36,6 +36,7 @@ from flowyard.sdk._errors import (
     UpstreamTaskError,
 )
 from flowyard.sdk._futures import resolve_futures_to_states
+from flowyard.sdk._ids import new_id, short_key
 from flowyard.sdk._reporting import (
     FlowRunFinished,
     FlowRunStarted,
@@ -49,7 +50,7 @@ from flowyard.sdk._reporting import (
 )
 from flowyard.sdk._resolution import resolve_parameters, wait_for_upstream
 from flowyard.sdk._results import ResultRecord, get_result_store
-from flowyard.sdk._runs import FlowRun, TaskRun, generate_flow_run_name, new_id
+from flowyard.sdk._runs import FlowRun, TaskRun, generate_flow_run_name
 from flowyard.sdk._states import (
     AwaitingRetry,
     Cancelled,
@@ -189,10 +190,10 @@ class FlowRunEngine:
         fn = self.flow.fn
         run = TaskRun(
             id=run_id,
-            name=f"{self.flow.name}-{run_id.hex[:3]}",
+            name=f"{self.flow.name}-{short_key(run_id)}",
             task_name=self.flow.name,
             task_key=f"{getattr(fn, '__qualname__', self.flow.name)}-subflow",
-            dynamic_key=run_id.hex[:3],
+            dynamic_key=short_key(run_id),
             flow_run_id=parent.flow_run.id,
             tags=current_tags.get(),
             state=Pending(),

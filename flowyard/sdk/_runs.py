@@ -9,7 +9,6 @@ the hot path; nothing outside the engine should write to them.
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from uuid import UUID
@@ -141,11 +140,6 @@ _NOUNS = [
     "wombat",
     "yak",
 ]
-
-
-def new_id() -> UUID:
-    """A random run id (UUID4)."""
-    return uuid.uuid4()
 
 
 def generate_flow_run_name() -> str:

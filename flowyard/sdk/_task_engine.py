@@ -30,6 +30,7 @@ from flowyard.sdk._context import (
     task_run_context,
 )
 from flowyard.sdk._errors import CancelRun, TaskRunTimeoutError, UpstreamTaskError
+from flowyard.sdk._ids import new_id, short_key
 from flowyard.sdk._reporting import (
     Reporter,
     StateChanged,
@@ -41,7 +42,7 @@ from flowyard.sdk._reporting import (
 )
 from flowyard.sdk._resolution import resolve_parameters, wait_for_upstream
 from flowyard.sdk._results import ResultRecord, get_result_store
-from flowyard.sdk._runs import TaskRun, new_id
+from flowyard.sdk._runs import TaskRun
 from flowyard.sdk._states import (
     AwaitingRetry,
     Cancelled,
@@ -149,7 +150,7 @@ class TaskRunEngine:
             persist = flow_ctx.persist_result if flow_ctx is not None else False
         self.persist = persist
         run_id = new_id()
-        dynamic_key = run_id.hex[:3]
+        dynamic_key = short_key(run_id)
         extra_tags = current_tags.get()
         run_tags = task.tags | extra_tags if extra_tags else task.tags
         flow_run_id = flow_ctx.flow_run.id if flow_ctx is not None else None

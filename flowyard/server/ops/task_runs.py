@@ -29,6 +29,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, and_, or_, select
@@ -164,6 +165,9 @@ async def _recorded(
     return {(r[0], r[1], r[2], r[3]) for r in await session.execute(query)}
 
 
+_BY_TIME = attrgetter("timestamp")
+
+
 class _Step(NamedTuple):
     """One state of a task run in a batch: an entry's own, or one of its previous states."""
 
@@ -176,9 +180,9 @@ class _Step(NamedTuple):
     run_count: int
 
 
-def _new_row(workspace_id: uuid.UUID, first: _Step) -> dict[str, Any]:
+def _new_row(workspace_id: uuid.UUID, first: _Step, key: str) -> dict[str, Any]:
     return {
-        "id": first.entry.id,
+        "id": key,
         "workspace_id": workspace_id,
         "flow_run_id": first.entry.flow_run_id,
         "state_type": None,
@@ -248,7 +252,7 @@ def _group(entries: Sequence[s.TaskRunUpsert]) -> dict[uuid.UUID, list[_Step]]:
         )
     for group in groups.values():
         if len(group) > 1:
-            group.sort(key=lambda step: step.timestamp)  # stable
+            group.sort(key=_BY_TIME)  # stable
     return groups
 
 
@@ -270,9 +274,8 @@ async def upsert_task_runs(
     ``runs``: the entries' flow runs, if already read (see ``ops.reports``).
     """
     entries = batch.task_runs
-    result = s.TaskRunBatchResult(created=0, updated=0, states_written=0, duplicates=0)
     if not entries:
-        return result
+        return s.TaskRunBatchResult(created=0, updated=0, states_written=0, duplicates=0)
     groups = _group(entries)
     runs = await _runs_of(session, principal, entries, runs)
     finished = {run_id for run_id, run in runs.items() if run.state_type in TERMINAL_STATES}
@@ -281,12 +284,15 @@ async def upsert_task_runs(
     new_rows: list[dict[str, Any]] = []
     moved_rows: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
+    duplicates = 0
     for task_id, group in groups.items():
         first = group[0]
+        # The id as both dialects store it, written once for the row and its states.
+        key = task_id.hex
         row = existing.get(task_id)
         created = row is None
         if row is None:
-            row = _new_row(principal.workspace_id, first)
+            row = _new_row(principal.workspace_id, first, key)
         elif (
             row["workspace_id"] != principal.workspace_id
             or row["flow_run_id"] != first.entry.flow_run_id
@@ -295,24 +301,25 @@ async def upsert_task_runs(
             raise Conflict(f"task_runs.{first.position}.id: {task_id} is used by another flow run")
         latest: _Step | None = None
         fresh, resent = _fresh(task_id, group, None if created else recorded)
-        result.duplicates += resent
+        duplicates += resent
         for step in fresh:
             history.append(
                 {
-                    "task_run_id": task_id,
+                    "task_run_id": key,
                     "type": _VALUES[step.type],
                     "name": step.name,
                     "message": step.message,
                     "timestamp": step.timestamp,
                 }
             )
-            if row["state_timestamp"] is None or step.timestamp >= row["state_timestamp"]:
+            current = row["state_timestamp"]
+            if current is None or step.timestamp >= current:
                 _apply(row, step)
                 latest = step
         moved = latest is not None
         if latest is not None:
             _describe(row, latest.entry)
-        if (created or moved) and first.entry.flow_run_id in finished:
+        if finished and (created or moved) and first.entry.flow_run_id in finished:
             _check_finished_run(runs[first.entry.flow_run_id], row, first.position)
         if created:
             new_rows.append(row)
@@ -326,10 +333,12 @@ async def upsert_task_runs(
     for row, ident in zip(history, _bulk.new_ids(len(history)), strict=True):
         row["id"] = ident
     await _bulk.insert_rows(session, _TASK_RUN_STATES, _STATE_COLUMNS, history, memo=times)
-    result.created = len(new_rows)
-    result.updated = len(moved_rows)
-    result.states_written = len(history)
-    return result
+    return s.TaskRunBatchResult(
+        created=len(new_rows),
+        updated=len(moved_rows),
+        states_written=len(history),
+        duplicates=duplicates,
+    )
 
 
 def _check_finished_run(run: m.FlowRun, row: dict[str, Any], index: int) -> None:

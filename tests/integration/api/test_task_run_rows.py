@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
@@ -186,9 +187,14 @@ async def test_bulk_updates_change_rows_as_orm_updates_do(
     assert (rows[untouched].state_type, rows[untouched].name) == ("RUNNING", "load-1")
 
 
-def test_new_ids_are_distinct_version_4_uuids() -> None:
+def test_new_ids_are_distinct_time_ordered_version_7_uuids() -> None:
+    before = time.time_ns() // 1_000_000
     ids = _bulk.new_ids(500)
+    after = time.time_ns() // 1_000_000
     parsed = [uuid.UUID(hex=i) for i in ids]
     assert len(set(ids)) == 500
-    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
     assert [u.hex for u in parsed] == ids
+    assert all(before <= u.int >> 80 <= after for u in parsed)
+    time.sleep(0.002)
+    assert _bulk.new_ids(1)[0] > max(ids)  # a later batch sorts after
