@@ -19,16 +19,19 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any, TypeGuard
 
-from flowyard.client._batches import ReportBatch, state_fields
+from flowyard.client._batches import (
+    ReportBatch,
+    json_array,
+    json_text,
+    state_text,
+    task_run_head,
+)
 from flowyard.client._errors import ApiError, ClientError
 from flowyard.client._wire import WireClient
 from flowyard.sdk import _reporting as rep
 from flowyard.sdk._states import StateType
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger("flowyard.sdk.server")
 
@@ -85,36 +88,56 @@ def _state(state: rep.StateSnapshot) -> dict[str, Any]:
 class _TaskInfo:
     """What every report of a task run repeats: its id, flow run, names and tags, as sent."""
 
-    __slots__ = ("fields", "flow_run_id")
+    __slots__ = ("created", "flow_run_id", "head", "text")
 
-    def __init__(self, event: rep.TaskRunCreated) -> None:
+    def __init__(self, event: rep.TaskRunCreated, text: str, flow_run_text: str) -> None:
+        self.created = event
         self.flow_run_id = event.flow_run_id
-        fields: dict[str, Any] = {"id": str(event.task_run_id)}
-        if event.flow_run_id is not None:
-            fields["flow_run_id"] = str(event.flow_run_id)
-        fields["name"] = event.task_run_name[:200] or "task"
-        if event.task_key:
-            fields["task_key"] = event.task_key[:200]
-        if event.dynamic_key:
-            fields["dynamic_key"] = event.dynamic_key[:200]
-        if event.tags:
-            fields["tags"] = [t[:100] for t in sorted(event.tags)[:50]]
-        self.fields = fields
+        self.text = text
+        self.head = self.head_for(flow_run_text)
+
+    def head_for(self, flow_run_text: str) -> str:
+        event = self.created
+        return task_run_head(
+            self.text,
+            flow_run_text,
+            event.task_run_name,
+            event.task_key,
+            event.dynamic_key,
+            event.tags,
+        )
 
 
 _BATCH_PATH = "/task-runs/batch"
+_STATE_CHANGED = rep.StateChanged
+_LOG_EMITTED = rep.LogEmitted
+_TASK_RUN_CREATED = rep.TaskRunCreated
 
 
-def _log_line(event: rep.LogEmitted, flow_run_id: str, task_run_id: str | None) -> dict[str, Any]:
-    line: dict[str, Any] = {"flow_run_id": flow_run_id}
+def _log_line(event: rep.LogEmitted, flow_run_id: str, task_run_id: str | None) -> str:
+    """A log line as the API takes it, written as a JSON object."""
+    line = f'{{"flow_run_id":"{flow_run_id}"'
     if task_run_id is not None:
-        line["task_run_id"] = task_run_id
-    line["level"] = max(0, min(100, event.level))
+        line += f',"task_run_id":"{task_run_id}"'
+    line += f',"level":{max(0, min(100, event.level)):d}'
     if event.logger_name:
-        line["name"] = event.logger_name[:200]
-    line["message"] = event.message[:1_000_000]
-    line["timestamp"] = event.timestamp.isoformat()
-    return line
+        line += ',"name":' + _logger_name(event.logger_name)
+    message = json_text(event.message[:1_000_000])
+    return line + f',"message":{message},"timestamp":"{event.timestamp.isoformat()}"}}'
+
+
+@functools.lru_cache(maxsize=256)
+def _logger_name(name: str) -> str:
+    return json_text(name[:200])
+
+
+class _Flushed:
+    """A mark in the queue: set once every event before it is sent (or given up on)."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
 
 
 def _predates_batches(exc: ApiError) -> bool:
@@ -135,14 +158,14 @@ class ServerReporter:
         self._client = client
         self._durable = durable
         self._interval = interval
-        self._queue: deque[rep.Event] = deque()
+        # Events, and flush marks, in emission order. Emitting appends without a
+        # lock (a deque's append is atomic): the lock is for waking the thread.
+        self._queue: deque[rep.Event | _Flushed] = deque()
         self._cond = threading.Condition()
-        self._emitted = 0
-        self._sent = 0
-        # Events taken from the queue while a batch was on its way (see _take_ahead).
-        self._taken_ahead = 0
         self._thread: threading.Thread | None = None
-        self._tasks: dict[uuid.UUID, _TaskInfo] = {}
+        self._start_lock = threading.Lock()
+        # Task runs by the integer of their id (it hashes in C; a UUID does not).
+        self._tasks: dict[int, _TaskInfo] = {}
         # Flow runs known to exist on the server, with their last known state type.
         self._flow_states: dict[uuid.UUID, StateType] = {}
         self._pending_create: dict[uuid.UUID, rep.FlowRunStarted] = {}
@@ -163,16 +186,16 @@ class ServerReporter:
     # The engine's side: cheap and non-blocking.
 
     def emit(self, event: rep.Event) -> None:
-        with self._cond:
-            self._queue.append(event)
-            self._emitted += 1
-            if self._thread is None:
-                self._start()
-            # Flow-run states go out at once (the UI and CLI show them); the
-            # rest waits for a batch or the interval.
-            if len(self._queue) >= BATCH_SIZE or (
-                event.__class__ is rep.StateChanged and event.run_kind == "flow"
-            ):
+        queue = self._queue
+        queue.append(event)
+        if self._thread is None:
+            self._start()
+        # Flow-run states go out at once (the UI and CLI show them); the rest
+        # waits for a batch or the interval.
+        if (event.__class__ is _STATE_CHANGED and event.run_kind == "flow") or len(
+            queue
+        ) >= BATCH_SIZE:
+            with self._cond:
                 self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> None:
@@ -180,20 +203,23 @@ class ServerReporter:
         if timeout is None:
             timeout = DURABLE_SECONDS if self._durable else FLUSH_TIMEOUT
         deadline = time.monotonic() + timeout
+        mark = _Flushed()
+        self._queue.append(mark)
+        if self._thread is None:
+            self._start()
         with self._cond:
-            target = self._emitted
             self._cond.notify_all()
-            while self._sent < target:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._thread is None or not self._thread.is_alive():
-                    self._warn_once(
-                        "flush",
-                        "gave up waiting for the API after %.0f s; %d events were not recorded",
-                        timeout,
-                        target - self._sent,
-                    )
-                    return
-                self._cond.wait(min(left, 0.5))
+        while not mark.done.wait(min(max(0.0, deadline - time.monotonic()), 0.5)):
+            thread = self._thread
+            if time.monotonic() >= deadline or thread is None or not thread.is_alive():
+                left = sum(1 for e in list(self._queue) if not isinstance(e, _Flushed))
+                self._warn_once(
+                    "flush",
+                    "gave up waiting for the API after %.0f s; %d events were not recorded",
+                    timeout,
+                    left,
+                )
+                return
 
     @property
     def client(self) -> WireClient:
@@ -208,8 +234,12 @@ class ServerReporter:
             self._cond.notify_all()
 
     def _start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="flowyard-reporter", daemon=True)
-        self._thread.start()
+        with self._start_lock:
+            if self._thread is not None:
+                return
+            thread = threading.Thread(target=self._loop, name="flowyard-reporter", daemon=True)
+            thread.start()
+            self._thread = thread
         import atexit
 
         atexit.register(self.close)
@@ -227,38 +257,43 @@ class ServerReporter:
                     if self._closed:
                         return
                     continue
-                events = list(self._queue)
-                self._queue.clear()
+            # Take everything queued so far (emitters keep appending meanwhile).
+            queue = self._queue
+            events = [queue.popleft() for _ in range(len(queue))]
             try:
                 self._send(events)
             except Exception as exc:  # never let the thread die: later flushes would hang
                 self._warn_once("send", "could not record %d events: %s", len(events), exc)
-            with self._cond:
-                self._sent += len(events) + self._taken_ahead
-                self._taken_ahead = 0
-                self._cond.notify_all()
+            for event in events:
+                if event.__class__ is _Flushed:
+                    event.done.set()  # type: ignore[union-attr]
 
-    def _send(self, events: Sequence[rep.Event]) -> None:
+    def _send(self, events: Sequence[rep.Event | _Flushed]) -> None:
         if time.monotonic() < self._offline_until:
             return
         batch = ReportBatch()
         sent_early = 0  # lines already sent with the batch before a flow-run state
         for position, event in enumerate(events):
-            if isinstance(event, rep.StateChanged):
+            kind = event.__class__
+            if kind is _STATE_CHANGED:
+                assert isinstance(event, rep.StateChanged)
                 if event.run_kind == "task":
                     self._task_state(batch, event)
                 else:
                     sent_early = self._lines_after(events, position, batch)
                     self._post(batch)
                     self._flow_state(event.run_id, event.state)
-            elif isinstance(event, rep.LogEmitted):
+            elif kind is _LOG_EMITTED:
+                assert isinstance(event, rep.LogEmitted)
                 if sent_early:
                     sent_early -= 1
                 elif event.flow_run_id is not None:
                     batch.add_log(self._log_line(event))
-            elif isinstance(event, rep.TaskRunCreated):
-                self._tasks[event.task_run_id] = _TaskInfo(event)
-            elif isinstance(event, rep.FlowRunStarted):
+            elif kind is _TASK_RUN_CREATED:
+                assert isinstance(event, rep.TaskRunCreated)
+                self._task_created(event)
+            elif kind is rep.FlowRunStarted:
+                assert isinstance(event, rep.FlowRunStarted)
                 self._post(batch)
                 self._pending_create[event.flow_run_id] = event
             if batch.size >= BATCH_SIZE:
@@ -266,7 +301,7 @@ class ServerReporter:
         rounds = 0
         while batch.size:
             # While the server stores this batch, build the next from what was emitted
-            # since; a few rounds, then back to the loop (heartbeats, flush accounting).
+            # since; a few rounds, then back to the loop (heartbeats, flush marks).
             ahead = ReportBatch()
             take = functools.partial(self._take_ahead, ahead) if rounds < AHEAD_ROUNDS else None
             self._post(batch, meanwhile=take)
@@ -275,7 +310,9 @@ class ServerReporter:
         for run_id in list(self._pending_create):
             self._create(self._pending_create.pop(run_id), None)
 
-    def _lines_after(self, events: Sequence[rep.Event], position: int, batch: ReportBatch) -> int:
+    def _lines_after(
+        self, events: Sequence[rep.Event | _Flushed], position: int, batch: ReportBatch
+    ) -> int:
         """Add the log lines that directly follow a flow-run state to the batch before it.
 
         A flow's last line ("Finished in state ...") follows its final state;
@@ -290,7 +327,7 @@ class ServerReporter:
             count += 1
         return count
 
-    def _goes_early(self, event: rep.Event) -> TypeGuard[rep.LogEmitted]:
+    def _goes_early(self, event: rep.Event | _Flushed) -> TypeGuard[rep.LogEmitted]:
         """A log line of a flow run the server has: it may be sent before a state before it."""
         return isinstance(event, rep.LogEmitted) and event.flow_run_id in self._flow_states
 
@@ -298,33 +335,35 @@ class ServerReporter:
         """Move task-run events and log lines emitted since into ``batch``, in order.
 
         Taking stops at anything else (a flow run's start or state must be sent
-        after the batches before it), and while a flow run awaits creation.
+        after the batches before it; a flush mark is set once what precedes it
+        is sent), and while a flow run awaits creation.
         """
         if self._pending_create or self._separate:
             return
         taken: list[rep.Event] = []
+        queue = self._queue
         with self._cond:
-            queue = self._queue
             while queue and len(taken) < BATCH_SIZE - batch.size:
                 event = queue[0]
-                if isinstance(event, rep.FlowRunStarted):
+                kind = event.__class__
+                if kind is _Flushed or kind is rep.FlowRunStarted:
                     break
-                if isinstance(event, rep.StateChanged) and event.run_kind != "task":
+                if kind is _STATE_CHANGED and event.run_kind != "task":  # type: ignore[union-attr]
                     # A flow's last lines follow its final state: they may go before it.
                     while len(queue) > 1 and self._goes_early(queue[1]):
-                        taken.append(queue[1])
+                        taken.append(queue[1])  # type: ignore[arg-type]
                         del queue[1]
                     break
-                taken.append(queue.popleft())
-            self._taken_ahead += len(taken)
+                taken.append(queue.popleft())  # type: ignore[arg-type]
         for event in taken:
-            if isinstance(event, rep.StateChanged):
-                self._task_state(batch, event)
-            elif isinstance(event, rep.LogEmitted):
-                if event.flow_run_id is not None:
-                    batch.add_log(self._log_line(event))
-            elif isinstance(event, rep.TaskRunCreated):
-                self._tasks[event.task_run_id] = _TaskInfo(event)
+            kind = event.__class__
+            if kind is _STATE_CHANGED:
+                self._task_state(batch, event)  # type: ignore[arg-type]
+            elif kind is _LOG_EMITTED:
+                if event.flow_run_id is not None:  # type: ignore[union-attr]
+                    batch.add_log(self._log_line(event))  # type: ignore[arg-type]
+            elif kind is _TASK_RUN_CREATED:
+                self._task_created(event)  # type: ignore[arg-type]
 
     def _post(self, batch: ReportBatch, meanwhile: Callable[[], None] | None = None) -> None:
         """Send the batch's task-run states and log lines in one request, then empty it."""
@@ -350,57 +389,66 @@ class ServerReporter:
     def _post_separately(self, batch: ReportBatch) -> None:
         task_runs, logs = batch.separate_bodies()
         for start in range(0, len(task_runs), BATCH_SIZE):
-            self._call(
-                "task runs", _BATCH_PATH, {"task_runs": task_runs[start : start + BATCH_SIZE]}
-            )
+            chunk = json_array(task_runs[start : start + BATCH_SIZE])
+            self._call("task runs", _BATCH_PATH, f'{{"task_runs":{chunk}}}'.encode())
         if logs:
-            self._call("logs", "/logs", {"logs": logs})
+            self._call("logs", "/logs", f'{{"logs":{json_array(logs)}}}'.encode())
 
     def _beat(self) -> None:
         self._next_beat = time.monotonic() + HEARTBEAT_SECONDS
-        with self._cond:  # a run whose final state is on its way needs no heartbeat
-            ending = {
-                e.run_id
-                for e in self._queue
-                if isinstance(e, rep.StateChanged)
-                and e.run_kind == "flow"
-                and e.state.type in TERMINAL
-            }
+        # A run whose final state is on its way needs no heartbeat.
+        ending = {
+            e.run_id
+            for e in list(self._queue)
+            if isinstance(e, rep.StateChanged) and e.run_kind == "flow" and e.state.type in TERMINAL
+        }
         for run_id in list(self._alive):
             if run_id not in ending:
                 self._call("a heartbeat", f"/flow-runs/{run_id}/execution", {"heartbeat": True})
 
-    def _log_line(self, event: rep.LogEmitted) -> dict[str, Any]:
-        # A line's ids are, nearly always, those of the last line and the last task
-        # state seen: reuse their text (str() of a UUID is slow on this path).
-        flow_run, flow_text = self._flow_text
-        if event.flow_run_id is not flow_run:
-            self._flow_text = flow_run, flow_text = event.flow_run_id, str(event.flow_run_id)
+    def _run_text(self, flow_run_id: uuid.UUID) -> str:
+        # Nearly every event names the same flow run as the one before: reuse its
+        # text (str() of a UUID is slow on this path).
+        flow_run, text = self._flow_text
+        if flow_run_id is not flow_run:
+            text = str(flow_run_id)
+            self._flow_text = flow_run_id, text
+        return text
+
+    def _log_line(self, event: rep.LogEmitted) -> str:
+        # A line's task run is, nearly always, the one of the last task state seen.
+        flow_text = self._run_text(event.flow_run_id)  # type: ignore[arg-type]
         task_run = event.task_run_id
         task_text = None
         if task_run is not None:
             task_text = self._task_text[1] if task_run is self._task_text[0] else str(task_run)
         return _log_line(event, flow_text, task_text)
 
+    def _task_created(self, event: rep.TaskRunCreated) -> None:
+        flow_run_id = event.flow_run_id
+        flow_text = self._run_text(flow_run_id) if flow_run_id is not None else ""
+        self._tasks[event.task_run_id.int] = _TaskInfo(event, str(event.task_run_id), flow_text)
+
     def _task_state(self, batch: ReportBatch, event: rep.StateChanged) -> None:
-        info = self._tasks.get(event.run_id)
+        key = event.run_id.int
+        info = self._tasks.get(key)
         if info is None:
             return  # a task called outside any flow run: nothing to attach it to
-        fields = info.fields
+        head = info.head
         flow_run_id = event.flow_run_id
         if flow_run_id is not None and flow_run_id is not info.flow_run_id:
             if flow_run_id != info.flow_run_id:
-                fields = {**fields, "flow_run_id": str(flow_run_id)}
+                head = info.head_for(self._run_text(flow_run_id))
         elif info.flow_run_id is None:
             return
         state = event.state
         if state.type in TERMINAL:
-            self._tasks.pop(event.run_id, None)
-        self._task_text = event.run_id, info.fields["id"]
+            del self._tasks[key]
+        self._task_text = event.run_id, info.text
         batch.add_state(
-            event.run_id,
-            fields,
-            state_fields(state.type, state.name, state.message, state.timestamp),
+            key,
+            head,
+            state_text(state.type, state.name, state.message, state.timestamp),
             event.run_count,
             event.cache_key,
         )

@@ -137,12 +137,15 @@ class WireClient:
     ) -> Any:
         """Send one request; returns the decoded JSON answer (None when empty).
 
+        ``body`` is a JSON-able value, or ``bytes`` of JSON text sent as they are.
+
         ``meanwhile`` is called once, after the request is sent and before its
         answer is read: work that overlaps the server's.
         """
-        payload = (
-            None if body is None else json.dumps(body, default=str, separators=(",", ":")).encode()
-        )
+        if body is None or isinstance(body, bytes):
+            payload = body  # bytes: JSON already written (the recorder writes its own)
+        else:
+            payload = json.dumps(body, default=str, separators=(",", ":")).encode()
         target = self._prefix + quote(path, safe="/?=&%:-_.~")
         failure = ""
         for attempt in range(self._attempts + 1):

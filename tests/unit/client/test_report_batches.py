@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from flowyard.client._batches import ReportBatch, state_fields
+from flowyard.client._batches import ReportBatch, state_text, task_run_head
 from flowyard.client._wire import WireClient
 from flowyard.client.sdk_integration import ServerReporter
 from flowyard.sdk import _reporting as rep
@@ -23,6 +23,7 @@ from flowyard.sdk._states import StateType
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 TASK = uuid.uuid4()
 FIXED = {"id": str(TASK), "flow_run_id": str(uuid.uuid4()), "name": "double-0"}
+HEAD = task_run_head(FIXED["id"], FIXED["flow_run_id"], "double-0", "", "", ())
 
 
 def at(seconds: float) -> datetime:
@@ -31,14 +32,16 @@ def at(seconds: float) -> datetime:
 
 def test_a_task_runs_states_in_one_batch_travel_as_one_entry() -> None:
     batch = ReportBatch()
-    batch.add_state(TASK, FIXED, state_fields(StateType.PENDING, "Pending", None, at(0)), 0, None)
+    batch.add_state(TASK.int, HEAD, state_text(StateType.PENDING, "Pending", None, at(0)), 0, None)
     batch.add_state(
-        TASK, FIXED, state_fields(StateType.RUNNING, "Retrying", "again", at(1)), 1, "k1"
+        TASK.int, HEAD, state_text(StateType.RUNNING, "Retrying", "again", at(1)), 1, "k1"
     )
-    batch.add_state(TASK, FIXED, state_fields(StateType.COMPLETED, "Completed", "", at(2)), 1, None)
-    batch.add_log({"flow_run_id": FIXED["flow_run_id"], "message": "hi"})
+    batch.add_state(
+        TASK.int, HEAD, state_text(StateType.COMPLETED, "Completed", "", at(2)), 1, None
+    )
+    batch.add_log(json.dumps({"flow_run_id": FIXED["flow_run_id"], "message": "hi"}))
     assert (batch.states, len(batch)) == (3, 4)
-    assert batch.body() == {
+    assert json.loads(batch.body()) == {
         "task_runs": [
             {
                 **FIXED,
@@ -59,16 +62,16 @@ def test_a_task_runs_states_in_one_batch_travel_as_one_entry() -> None:
         "logs": [{"flow_run_id": FIXED["flow_run_id"], "message": "hi"}],
     }
     batch.clear()
-    assert (len(batch), batch.body()) == (0, {})
+    assert (len(batch), json.loads(batch.body())) == (0, {})
 
 
 def test_the_older_form_has_one_entry_per_state_and_the_lines_apart() -> None:
     batch = ReportBatch()
-    batch.add_state(TASK, FIXED, state_fields(StateType.RUNNING, "Running", None, at(1)), 1, None)
-    batch.add_state(TASK, FIXED, state_fields(StateType.FAILED, "Failed", "boom", at(2)), 1, "k")
-    batch.add_log({"message": "hi"})
+    batch.add_state(TASK.int, HEAD, state_text(StateType.RUNNING, "Running", None, at(1)), 1, None)
+    batch.add_state(TASK.int, HEAD, state_text(StateType.FAILED, "Failed", "boom", at(2)), 1, "k")
+    batch.add_log(json.dumps({"message": "hi"}))
     task_runs, logs = batch.separate_bodies()
-    assert task_runs == [
+    assert [json.loads(entry) for entry in task_runs] == [
         {**FIXED, "state_type": "RUNNING", "timestamp": at(1).isoformat()},
         {
             **FIXED,
@@ -79,7 +82,7 @@ def test_the_older_form_has_one_entry_per_state_and_the_lines_apart() -> None:
             "cache_key": "k",
         },
     ]
-    assert logs == [{"message": "hi"}]
+    assert [json.loads(line) for line in logs] == [{"message": "hi"}]
 
 
 class _OlderApi(BaseHTTPRequestHandler):
@@ -216,6 +219,7 @@ def test_a_flows_last_line_travels_with_its_last_task_runs_before_its_final_stat
     finished = rep.LogEmitted(run, None, 20, "flowyard.flow_runs", "Finished", at(9))
     try:
         with reporter._cond:  # one chunk, as when the flow outruns the recorder
+            reporter._start()
             for event in [
                 started,
                 _flow_state(run, StateType.RUNNING, 0),
@@ -277,7 +281,7 @@ def test_events_emitted_while_a_batch_is_stored_go_out_next_in_order() -> None:
         reporter.emit(_flow_state(run, StateType.COMPLETED, 8))
         reporter.emit(rep.LogEmitted(run, None, 20, "flowyard", "Finished", at(9)))
         reporter.flush(timeout=30)
-        assert reporter._sent == reporter._emitted
+        assert not reporter._queue
     finally:
         reporter.close()
         client.close()
@@ -321,3 +325,44 @@ def test_work_given_to_a_request_runs_once_before_its_answer_is_read(
         client.close()
     received: list[tuple[str, dict[str, Any]]] = api.received  # type: ignore[attr-defined]
     assert [body["type"] for _, body in received] == ["RUNNING", "RUNNING", "COMPLETED"]
+
+
+def test_events_emitted_from_many_threads_are_all_sent_each_threads_in_order(
+    api: ThreadingHTTPServer,
+) -> None:
+    host, port = api.server_address[:2]
+    client = WireClient(f"http://{host!s}:{port}/api", "fy_x", attempts=0)
+    reporter = ServerReporter(client, interval=0.005)
+    run = uuid.uuid4()
+    reporter._flow_states[run] = StateType.RUNNING  # the run exists on the server
+    unsent: list[str] = []
+
+    def sent() -> set[str]:
+        received = list(api.received)  # type: ignore[attr-defined]
+        return {line["message"] for _, body in received for line in body.get("logs", [])}
+
+    def emit(thread: int) -> None:
+        for i in range(300):
+            reporter.emit(rep.LogEmitted(run, None, 20, "etl", f"{thread}.{i}", at(i)))
+            if i % 100 == 99:
+                reporter.flush(timeout=30)  # returns once this thread's lines are sent
+                if f"{thread}.{i}" not in sent():
+                    unsent.append(f"{thread}.{i}")
+
+    threads = [threading.Thread(target=emit, args=(t,)) for t in range(6)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        reporter.flush(timeout=30)
+    finally:
+        reporter.close()
+        client.close()
+    assert unsent == []
+    received: list[tuple[str, dict[str, Any]]] = api.received  # type: ignore[attr-defined]
+    lines = [line["message"] for _, body in received for line in body.get("logs", [])]
+    assert len(lines) == 6 * 300
+    for thread in range(6):
+        own = [int(m.split(".")[1]) for m in lines if m.startswith(f"{thread}.")]
+        assert own == list(range(300))
