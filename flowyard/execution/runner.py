@@ -66,20 +66,19 @@ def main() -> int:
 
 
 def _stand_by(fifo: Path) -> bool:
-    """Load what every run needs, then wait for this sandbox's run; ``False`` if none comes."""
-    import json
+    """Load what every run needs, then wait for this sandbox's run; ``False`` if none comes.
 
-    # Parameters are validated with pydantic: load it and build one adapter, so the
-    # run pays only for its own parameters' schemas.
-    from pydantic import ConfigDict, TypeAdapter
+    Only what every run loads: pydantic, say, is loaded by a run whose parameters
+    need it (a flow of plain types never does). Loading more here would make the
+    first log line of such a run no sooner, and every standby cost more CPU.
+    """
+    import json
 
     import flowyard.client._errors
     import flowyard.client._wire
     import flowyard.client.sdk_integration
     import flowyard.sdk
     import flowyard.sdk._entrypoints  # noqa: F401  (loaded ahead of the run, not used here)
-
-    TypeAdapter(int, config=ConfigDict(arbitrary_types_allowed=True)).validate_python(1)
 
     os.mkfifo(fifo, 0o600)
     with fifo.open("rb") as fh:  # blocks until the sandbox hands over a run
