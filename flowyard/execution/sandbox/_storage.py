@@ -24,6 +24,10 @@ Why this and not the alternatives:
   blocks are trimmed so the sparse image gives the disk space back. Runs one
   after another then cost no formatting at all; new images are made only
   when the ready ones run out.
+- the pool keeps as many ready as were recently in use at once (up to
+  ``most``), not just ``keep``: a burst of runs formats its images once, and
+  the next burst finds them ready. After :data:`IDLE_SECONDS` with nothing
+  taken or released, the surplus is unmounted and deleted.
 
 The filesystem has no journal (a run's disk is thrown away after the run,
 so crash consistency buys nothing), no reserved blocks (the run's user would
@@ -57,6 +61,7 @@ MKFS_OPTIONS = (
 MKFS_EXTENDED = ("nodiscard,assume_storage_prezeroed=1", "nodiscard,lazy_itable_init=1")
 _MKFS_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 _EMPTY_LAYOUT = {"lost+found", "work", "tmp", "output.log"}
+IDLE_SECONDS = 120.0
 
 
 class ImagePool:
@@ -70,12 +75,16 @@ class ImagePool:
         uid: int,
         gid: int,
         keep: int = 2,
+        most: int = 16,
         in_use: Iterable[Path] = (),
     ) -> None:
         self._dir = directory
         self._mkfs = mkfs
         self._uid, self._gid = uid, gid
         self._keep = keep
+        self._most = max(most, keep)
+        self._out: dict[int, int] = defaultdict(int)  # taken and not yet released, per size
+        self._demand: dict[int, int] = defaultdict(int)  # the most out at once lately
         self._extended = 0
         self._closed = False
         self._lock = threading.Lock()
@@ -93,6 +102,8 @@ class ImagePool:
             ready = self._ready[size]
             fs = ready.pop() if ready else None
             running_low = not ready
+            self._out[size] += 1
+            self._demand[size] = max(self._demand[size], self._out[size])
         if fs is None:
             fs = self._prepare(size)
         if running_low:
@@ -109,6 +120,8 @@ class ImagePool:
 
     def release(self, fs: MountedImage) -> None:
         """Take back a used filesystem (its run's processes all gone): recycled in the background."""
+        with self._lock:
+            self._out[fs.size_bytes] = max(self._out[fs.size_bytes] - 1, 0)
         if self._closed:  # no background thread any more
             fs.unmount()
             _delete(fs)
@@ -129,7 +142,11 @@ class ImagePool:
 
     def _work(self) -> None:
         while True:
-            job, size, fs = self._jobs.get()
+            try:
+                job, size, fs = self._jobs.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                self._shrink()
+                continue
             if job == "stop":
                 return
             try:
@@ -195,12 +212,25 @@ class ImagePool:
             except OSError as exc:  # the image just keeps its blocks
                 logger.debug("trim of %s failed: %s", fresh.mount_point, exc)
         with self._lock:
-            keep = clean and not self._closed and len(self._ready[used.size_bytes]) < self._keep
+            wanted = min(max(self._keep, self._demand[used.size_bytes]), self._most)
+            keep = clean and not self._closed and len(self._ready[used.size_bytes]) < wanted
             if keep:
                 self._ready[used.size_bytes].append(fresh)
         if not keep:
             used.unmount()
             _delete(used)
+
+    def _shrink(self) -> None:
+        """Idle for a while: forget past demand and give back the images beyond ``keep``."""
+        surplus: list[MountedImage] = []
+        with self._lock:
+            for size, ready in self._ready.items():
+                self._demand[size] = self._out[size]
+                while len(ready) > max(self._keep, self._demand[size]):
+                    surplus.append(ready.pop())
+        for fs in surplus:
+            fs.unmount()
+            _delete(fs)
 
     def _format(self, image: Path, size: int) -> None:
         with image.open("wb") as fh:

@@ -1,0 +1,67 @@
+"""The pool of run filesystems: real sparse images, loop-mounted, recycled, kept for bursts."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flowyard.execution.host import HostCapabilities
+from flowyard.execution.sandbox import MiB
+from flowyard.execution.sandbox._storage import ImagePool
+
+SIZE = 64 * MiB
+
+
+@pytest.fixture
+def pool(capabilities: HostCapabilities, tmp_path: Path) -> Iterator[ImagePool]:
+    assert capabilities.mkfs_ext4_path is not None
+    made = ImagePool(
+        tmp_path / "images", capabilities.mkfs_ext4_path, uid=65534, gid=65534, keep=1, most=3
+    )
+    yield made
+    made.close()
+
+
+def _ready(pool: ImagePool, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while len(pool._ready[SIZE]) != count:
+        assert time.monotonic() < deadline, f"{len(pool._ready[SIZE])} ready, expected {count}"
+        time.sleep(0.01)
+
+
+def _mounted(directory: Path) -> int:
+    with open("/proc/self/mountinfo") as fh:
+        return sum(1 for line in fh if str(directory) in line)
+
+
+def test_a_burst_keeps_as_many_filesystems_as_it_used_and_idleness_gives_them_back(
+    pool: ImagePool, tmp_path: Path
+) -> None:
+    taken = [pool.take(SIZE) for _ in range(4)]
+    for fs in taken:
+        (fs.work / "left-behind").write_text("by the run")
+        pool.release(fs)
+
+    # Four were in use at once: the next burst finds three (``most``) ready, each empty.
+    _ready(pool, 3)
+    ready = pool._ready[SIZE]
+    assert all(os.listdir(fs.work) == [] for fs in ready)
+    assert _mounted(tmp_path / "images") == 3
+
+    pool._shrink()  # what the pool does after IDLE_SECONDS with nothing taken or released
+
+    assert len(pool._ready[SIZE]) == 1  # back to ``keep``
+    assert _mounted(tmp_path / "images") == 1
+    assert len(list((tmp_path / "images").glob("*.img"))) == 1
+
+
+def test_one_run_at_a_time_keeps_only_keep(pool: ImagePool) -> None:
+    for _ in range(3):
+        fs = pool.take(SIZE)
+        pool.release(fs)
+        _ready(pool, 1)
+    assert len(pool._ready[SIZE]) == 1
