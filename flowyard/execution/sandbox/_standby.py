@@ -47,7 +47,9 @@ logger = logging.getLogger(__name__)
 STANDBY_VARIABLE = "FLOWYARD_STANDBY"
 FIFO_NAME = ".flowyard-standby"
 MAX_STANDBYS = 2
-WARMING_SECONDS = 2.0
+# A loaded host can take seconds to finish loading one; starting cold instead would
+# load the same again, next to it. Only a standby that stopped is given up at once.
+WARMING_SECONDS = 30.0
 _STARTUP_PREFIXES = ("PYTHON", "LD_", "LC_")
 _STARTUP_NAMES = frozenset({"LANG", "LANGUAGE", "TZ", "MALLOC_ARENA_MAX"})
 Key = tuple[object, ...]
@@ -113,7 +115,7 @@ def assign(standby: Standby, env: Mapping[str, str]) -> None:
             )
             if not alive or time.monotonic() > deadline:
                 raise SandboxError(f"the standby sandbox is not waiting: {exc.strerror}") from None
-            time.sleep(0.005)
+            time.sleep(0.01)
     try:
         os.set_blocking(fd, True)
         data = json.dumps({"env": dict(env)}).encode()
