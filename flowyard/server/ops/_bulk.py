@@ -33,9 +33,25 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, Table, Text, Uuid, bindparam, insert, update
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    ColumnElement,
+    Integer,
+    String,
+    Table,
+    Text,
+    Uuid,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Compiled, Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from flowyard.server.db._types import UTCDateTime
@@ -47,6 +63,9 @@ def _uuid_hex(value: uuid.UUID | str | None) -> str | None:
     if isinstance(value, uuid.UUID):
         return value.hex
     return value  # None, or 32 hex digits already (see new_ids)
+
+
+_TEXT_OR_NONE = frozenset({str, type(None)})
 
 
 def _naive_utc_text(value: datetime | None) -> str | None:
@@ -125,7 +144,10 @@ class _Statement:
                 known[value] = encode(value)
             columns[i] = map(known.__getitem__, column)
         for i, convert in self.each:
-            columns[i] = map(convert, columns[i])
+            column = columns[i]
+            if convert is _uuid_hex and _TEXT_OR_NONE.issuperset(map(type, column)):
+                continue  # ids written as text already (see new_ids): nothing to convert
+            columns[i] = map(convert, column)
         return list(zip(*columns, strict=True))
 
 
@@ -185,6 +207,28 @@ def new_ids(count: int) -> list[str]:
     raw[0::8] = bytes(b & 0x3F | 0x80 for b in raw[0::8])  # RFC 4122 variant
     text = raw.hex()
     return [head + text[i : i + 16] for i in range(0, 16 * count, 16)]
+
+
+def in_key_list(
+    dialect: str, column: ColumnElement[uuid.UUID] | InstrumentedAttribute[uuid.UUID], name: str
+) -> ColumnElement[bool]:
+    """``column IN <the list in parameter name>``: one parameter however long the list.
+
+    SQLAlchemy's ``in_()`` of a list renders and converts a placeholder per item
+    on every execution; a batch names hundreds of task runs. Pass the list as
+    :func:`key_list` makes it.
+    """
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(Uuid())))
+    items = func.json_each(bindparam(name, type_=Text())).table_valued("value")
+    return column.in_(select(items.c.value))
+
+
+def key_list(dialect: str, keys: Iterable[uuid.UUID]) -> Any:
+    """The parameter for :func:`in_key_list`: the UUIDs as each dialect stores them."""
+    if dialect == "postgresql":
+        return list(keys)
+    return json.dumps([k.hex for k in keys])
 
 
 async def insert_rows(

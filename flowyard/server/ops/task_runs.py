@@ -25,6 +25,7 @@ inside a run that has ended. Such a batch is refused whole (409).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -32,7 +33,7 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, and_, or_, select
+from sqlalchemy import Select, Table, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas import task_runs as s
@@ -98,10 +99,18 @@ async def _runs_of(
 
 
 async def _existing(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    dialect = dialect_of(session)
+    query, ids_param = _existing_query(dialect), _bulk.key_list(dialect, ids)
+    return {r.id: dict(r._mapping) for r in await session.execute(query, {"ids": ids_param})}
+
+
+@functools.cache
+def _existing_query(dialect: str) -> Select[Any]:
+    """The batch's task runs that exist (locked on PostgreSQL), the ids one parameter."""
     names = ("id", "workspace_id", "flow_run_id", *_MUTABLE)
     columns: list[Any] = [getattr(m.TaskRun, c) for c in names]
-    query = lock_rows(dialect_of(session), select(*columns).where(m.TaskRun.id.in_(ids)))
-    return {r.id: dict(r._mapping) for r in await session.execute(query)}
+    query = select(*columns).where(_bulk.in_key_list(dialect, m.TaskRun.id, "ids"))
+    return lock_rows(dialect, query)
 
 
 def _maybe_resent(
