@@ -241,7 +241,12 @@ class LocalSandbox:
             try:
                 warm = await asyncio.to_thread(self._assign, standby, spec)
             except (OSError, SandboxError) as exc:
-                logger.warning("run %s: standby unusable (%s); starting cold", spec.run_id, exc)
+                logger.warning(
+                    "run %s: standby unusable (%s%s); starting cold",
+                    spec.run_id,
+                    exc,
+                    _last_words(standby.resources),
+                )
                 await asyncio.to_thread(self._discard, standby.resources)
             else:
                 self._offer_standby(spec)
@@ -564,3 +569,18 @@ def _lock_state_dir(state_dir: Path) -> int:
                     f"{state_dir} is in use by another sandbox; give each its own"
                 ) from None
             time.sleep(0.02)
+
+
+def _last_words(res: RunResources) -> str:
+    """How a standby that stopped ended: its exit status and last output line, if any."""
+    process = res.process
+    code = process.poll() if process is not None else None
+    if code is None:
+        return ""
+    try:
+        with open(res.fs.output, "rb") as fh:
+            fh.seek(max(os.fstat(fh.fileno()).st_size - 2000, 0))
+            lines = fh.read().decode(errors="replace").strip().splitlines()
+    except OSError:
+        lines = []
+    return f"; it exited with {code}" + (f": {lines[-1]}" if lines else "")
