@@ -27,7 +27,7 @@ import sys
 import traceback
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from flowyard.client._wire import WireClient
@@ -128,5 +128,27 @@ def _run(client: WireClient, run_id: uuid.UUID, entrypoint: str, workdir: Path) 
     return EXIT_COMPLETED if state.is_completed() else EXIT_FAILED
 
 
+def exit_quickly(code: int) -> NoReturn:
+    """End the process as a normal exit would, less the interpreter's teardown.
+
+    Non-daemon threads are waited for and ``atexit`` handlers run (the user's
+    too), then the standard streams are flushed; freeing every module and
+    object one by one, which costs a run ~20 ms of CPU and changes nothing
+    for a sandbox about to be thrown away, is skipped.
+    """
+    import atexit
+    import contextlib
+    import threading
+
+    wait_for_threads = getattr(threading, "_shutdown", None)  # what Py_Finalize calls first
+    if wait_for_threads is not None:
+        wait_for_threads()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed by the flow
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_quickly(main())
