@@ -15,6 +15,7 @@ changing the root logger of a user's process was the choice rejected here.)
 from __future__ import annotations
 
 import builtins
+import collections
 import io
 import logging
 import os
@@ -79,6 +80,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
+        self._pending: collections.deque[str] = collections.deque()
 
     @property  # type: ignore[override]
     def stream(self) -> object:
@@ -89,8 +91,11 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         del value  # always follow sys.stderr
 
     def handle(self, record: logging.LogRecord) -> bool:
-        # Format outside the handler's lock: with many task threads logging at
-        # once, holding the lock only for the write keeps them from queueing.
+        # Format outside the handler's lock, and never wait for it: a thread that
+        # finds another writing leaves its line to that one, which writes every
+        # line queued before it lets go (and looks again after). With many task
+        # threads logging at once they no longer queue on the lock, each waking
+        # the next through the GIL; lines still come out in the order queued.
         if not self.filter(record):
             return False
         try:
@@ -98,14 +103,34 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
             return True
-        with self.lock:  # type: ignore[union-attr]
-            try:
-                stream = sys.stderr
-                stream.write(line)
-                stream.flush()
-            except Exception:
-                self.handleError(record)
+        pending = self._pending
+        lock: threading.RLock = self.lock  # type: ignore[assignment]
+        if lock.acquire(blocking=False):
+            if pending:  # lines queued before this one go first
+                pending.append(line)
+                line = self._drain()
+            self._write(record, line)
+        else:
+            pending.append(line)
+        # A line queued just as the writer let go would wait for the next record.
+        while pending and lock.acquire(blocking=False):
+            self._write(record, self._drain())
         return True
+
+    def _drain(self) -> str:
+        pending = self._pending
+        return "".join([pending.popleft() for _ in range(len(pending))])
+
+    def _write(self, record: logging.LogRecord, text: str) -> None:
+        """Write and flush ``text``, then let go of the lock (taken by the caller)."""
+        try:
+            stream = sys.stderr
+            stream.write(text)
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+        finally:
+            self.lock.release()  # type: ignore[union-attr]
 
 
 class _ReporterHandler(logging.Handler):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 import pytest
@@ -15,6 +16,7 @@ from flowyard.sdk import (
     RecordingReporter,
     StateChanged,
     TaskRunCreated,
+    _logging,
     current_reporter,
     set_reporter,
     use_reporter,
@@ -302,3 +304,62 @@ def test_a_task_called_outside_a_flow_is_reported_and_flushed(reporter: Recordin
     assert len(created) == 1
     assert created[0].flow_run_id is None
     assert reporter.flush_count == 1
+
+
+def test_console_lines_from_many_task_threads_are_each_written_once_and_whole(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    @task
+    def shout(i: int) -> int:
+        get_run_logger().info("line %d of many", i)
+        return i
+
+    @flow
+    def pipeline() -> int:
+        return sum(f.result() for f in [shout.submit(i) for i in range(400)])
+
+    assert pipeline() == sum(range(400))
+    err = capsys.readouterr().err.splitlines()
+    shouted = [line.rpartition(" - ")[2] for line in err if " of many" in line]
+    assert sorted(shouted) == sorted(f"line {i} of many" for i in range(400))
+    finished = [line for line in err if "Finished in state Completed()" in line]
+    assert len(finished) == 401  # every task run, then the flow run
+
+
+class _SlowStream:
+    """A stream whose first write waits until told to go on."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.writing = threading.Event()
+        self.go_on = threading.Event()
+
+    def write(self, text: str) -> None:
+        if not self.writing.is_set():
+            self.writing.set()
+            assert self.go_on.wait(10)
+        self.text += text
+
+    def flush(self) -> None:
+        pass
+
+
+def test_a_console_line_logged_while_another_thread_writes_is_written_by_that_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handler = _logging._StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    stream = _SlowStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("flowyard", logging.INFO, __file__, 1, message, None, None)
+
+    first = threading.Thread(target=handler.handle, args=(record("first"),))
+    first.start()
+    assert stream.writing.wait(10)
+    handler.handle(record("second"))  # the other thread is writing: queued, not waited for
+    assert stream.text == ""
+    stream.go_on.set()
+    first.join(10)
+    assert stream.text == "first\nsecond\n"
