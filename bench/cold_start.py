@@ -19,6 +19,7 @@ ready ≤ 3 s; 50 runs ≥ 20 runs/s on two cores. The floor is a bare
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -41,6 +42,7 @@ from tests.acceptance.server_process import running_server
 CACHED_RUNS = 15
 UNCACHED_RUNS = 3
 BURST = 50
+BURSTS = 2
 
 FLOW = """
 from flowyard import flow, get_run_logger
@@ -97,14 +99,55 @@ def _wait_all(
         time.sleep(0.25)
 
 
+def _process_cpu(pid: int) -> float:
+    """CPU seconds of a process and its reaped children."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _host_cpu() -> float:
+    """CPU seconds the whole host has spent busy (every process and the kernel)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+
+
+def _burst(client: SyncClient, deployment_id: uuid.UUID, server_pid: int) -> dict[str, float]:
+    """BURST runs created at once, until all have ended; runs/s from the server's timestamps."""
+    server_cpu, host_cpu = _process_cpu(server_pid), _host_cpu()
+    start = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(
+            pool.map(lambda i: _run(client, deployment_id, parameters={"n": i}), range(BURST))
+        )
+    runs = _wait_all(client, deployment_id, set(ids))
+    wall = time.monotonic() - start
+    # Each run's CPU is recorded at its teardown, a moment after its final state.
+    deadline = time.monotonic() + 30
+    while any(r.cpu_seconds is None for r in runs) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        runs = _wait_all(client, deployment_id, set(ids))
+    server_cpu, host_cpu = _process_cpu(server_pid) - server_cpu, _host_cpu() - host_cpu
+    span = _seconds(
+        min(r.created for r in runs), max(r.end_time or r.state_timestamp for r in runs)
+    )
+    return {
+        "runs_per_second": BURST / span,
+        "wall": wall,
+        "failed": sum(r.state_type.value != "COMPLETED" for r in runs),
+        "server_cpu": server_cpu / BURST,
+        "sandbox_cpu": statistics.median(r.cpu_seconds or 0.0 for r in runs),
+        "host_cpu": host_cpu / BURST,
+    }
+
+
 def _seconds(a: datetime, b: datetime) -> float:
     return (b - a).total_seconds()
 
 
 def _timings(client: SyncClient, run: fr.FlowRun) -> dict[str, float]:
     if run.state_type.value != "COMPLETED":
-        logs = [line.message for line in client.read_logs(run.id, limit=200).items]
-        raise RuntimeError(f"run ended {run.state_type}: {run.state_message}\n" + "\n".join(logs))
+        said = [line.message for line in client.read_logs(run.id, limit=200).items]
+        raise RuntimeError(f"run ended {run.state_type}: {run.state_message}\n" + "\n".join(said))
     states = client.read_flow_run_states(run.id)
     running = next(s.timestamp for s in states if s.type.value == "RUNNING")
     logs = client.read_logs(run.id, limit=200).items
@@ -153,7 +196,6 @@ def main() -> dict[str, Any]:
             running_server(root / "home") as server,
             get_sync_client(home=root / "home", required=True) as client,
         ):
-            del server
             client.create_work_pool(
                 wp.WorkPoolCreate(name="bench-pool", type=wp.WorkPoolType.MANAGED)
             )
@@ -174,17 +216,7 @@ def main() -> dict[str, Any]:
                 timing = _timings(client, _wait(client, run_id))
                 if i:  # the first one also fills the package download cache
                     uncached.append(timing)
-            start = time.monotonic()
-            with ThreadPoolExecutor(8) as pool:
-                ids = list(
-                    pool.map(lambda i: _run(client, trivial, parameters={"n": i}), range(BURST))
-                )
-            runs = _wait_all(client, trivial, set(ids))
-            wall = time.monotonic() - start
-            failed = [r for r in runs if r.state_type.value != "COMPLETED"]
-            first_created = min(r.created for r in runs)
-            last_end = max(r.end_time or r.state_timestamp for r in runs)
-            span = _seconds(first_created, last_end)
+            bursts = [_burst(client, trivial, server.process.pid) for _ in range(BURSTS)]
 
     def med(rows: list[dict[str, float]], key: str) -> float:
         return statistics.median(r[key] for r in rows if key in r)
@@ -231,19 +263,49 @@ def main() -> dict[str, Any]:
         },
         {
             "metric": f"{BURST} runs created at once → all COMPLETED",
-            "value": BURST / span,
+            "value": bursts[0]["runs_per_second"],
             "unit": "runs/s",
             "target": "≥ 20 runs/s",
         },
-        {"metric": f"{BURST} runs: wall time seen by the client", "value": wall, "unit": "s"},
-        {"metric": f"{BURST} runs: not COMPLETED", "value": len(failed), "unit": "runs"},
+        {
+            "metric": f"{BURST} runs: wall time seen by the client",
+            "value": bursts[0]["wall"],
+            "unit": "s",
+        },
+        {
+            "metric": f"{BURST} more runs at once (the next burst)",
+            "value": bursts[-1]["runs_per_second"],
+            "unit": "runs/s",
+            "target": "≥ 20 runs/s",
+        },
+        {
+            "metric": "burst: CPU per run, server process",
+            "value": bursts[-1]["server_cpu"] * 1000,
+            "unit": "ms",
+        },
+        {
+            "metric": "burst: CPU per run, inside its sandbox (median)",
+            "value": bursts[-1]["sandbox_cpu"] * 1000,
+            "unit": "ms",
+        },
+        {
+            "metric": "burst: CPU per run, whole host",
+            "value": bursts[-1]["host_cpu"] * 1000,
+            "unit": "ms",
+        },
+        {
+            "metric": f"{BURST} runs: not COMPLETED",
+            "value": sum(b["failed"] for b in bursts),
+            "unit": "runs",
+        },
     ]
     return {
         "title": "Managed run cold start (bench/cold_start.py)",
         "notes": (
             "A real server with the strict sandbox; intervals from the server's own timestamps. "
             f"{CACHED_RUNS} cached runs, {UNCACHED_RUNS} uncached pandas environments, "
-            f"a burst of {BURST}."
+            f"{BURSTS} bursts of {BURST}; the CPU split is the last burst's (whole host: every "
+            "process, the kernel's too, so a busy machine inflates it)."
         ),
         "rows": rows,
     }
