@@ -3,20 +3,22 @@
 SQLite runs in WAL mode with a busy timeout, and every transaction begins
 with ``BEGIN IMMEDIATE``: a transaction takes the single writer lock up
 front, so read-modify-write sequences (claims, state transitions) are
-serialised instead of failing late with "database is locked". PostgreSQL
+serialised instead of failing late with "database is locked". The engine
+that writes runs SQLite's calls on the event loop's thread and waits for
+another process's lock on a worker thread (``_sqlite_inline``). PostgreSQL
 uses row locks (``FOR UPDATE [SKIP LOCKED]``) in the ops that need them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -45,7 +47,12 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _install_sqlite_hooks(engine: AsyncEngine, *, begin: str = "BEGIN IMMEDIATE") -> None:
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+def _install_sqlite_hooks(
+    engine: AsyncEngine, *, begin: str = "BEGIN IMMEDIATE", busy_timeout: float
+) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below decide how transactions start.
@@ -54,7 +61,7 @@ def _install_sqlite_hooks(engine: AsyncEngine, *, begin: str = "BEGIN IMMEDIATE"
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -179,22 +186,36 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
             f"database URL scheme {parsed.drivername!r} is not supported; expected "
             "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host/db"
         )
-    kwargs: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
-        kwargs["connect_args"] = {"timeout": 30}
-    else:
-        kwargs["pool_size"] = pool_size
-        kwargs["max_overflow"] = pool_size
-        kwargs["pool_pre_ping"] = True
-    engine = create_async_engine(url, **kwargs)
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
     if parsed.get_backend_name() != "sqlite":
+        engine = create_async_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        )
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
         return Database(url=url, engine=engine, sessions=sessions)
-    _install_sqlite_hooks(engine)
-    reader = create_async_engine(url, **kwargs)
-    _install_sqlite_hooks(reader, begin="BEGIN")
+    engine = create_async_engine(url, async_creator=_inline_sqlite(parsed))
+    _install_sqlite_hooks(engine, busy_timeout=0)  # the connection waits off the loop
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    reader = create_async_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
+    _install_sqlite_hooks(reader, begin="BEGIN", busy_timeout=BUSY_TIMEOUT_SECONDS)
     readers = async_sessionmaker(reader, expire_on_commit=False)
     return Database(url=url, engine=engine, sessions=sessions, _turn=_Turn(), _readers=readers)
+
+
+def _inline_sqlite(url: URL) -> Callable[[], Awaitable[Any]]:
+    """Connections of the writing engine: calls on the loop's thread (see ``_sqlite_inline``)."""
+    from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
+
+    from flowyard.server.db import _sqlite_inline  # loaded where SQLite is used
+
+    args, options = SQLiteDialect_aiosqlite().create_connect_args(url)
+
+    async def connect() -> Any:
+        opener = _sqlite_inline.connector(*args, **options)
+        connection = _sqlite_inline.InlineConnection(opener, busy_timeout=BUSY_TIMEOUT_SECONDS)
+        await connection
+        return connection
+
+    return connect
 
 
 async def check_connection(db: Database, timeout: float = 5.0) -> None:

@@ -1,0 +1,107 @@
+"""SQLite's calls on the loop's thread: another process's lock is waited for off it.
+
+The busy timeout is an hour here, and the lock holder lets go only from the
+event loop: a wait for the lock on the loop's thread would hang these tests
+(until the per-test timeout fails them) instead of passing quietly late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from flowyard.server.db import Database, create_database
+from flowyard.server.db import engine as db_engine
+
+# "thread": a loop stuck in SQLite's busy wait never runs the signal handler.
+pytestmark = pytest.mark.timeout(60, method="thread")
+
+
+@pytest.fixture
+async def sqlite_db(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[Database, Path]]:
+    monkeypatch.setattr(db_engine, "BUSY_TIMEOUT_SECONDS", 3600.0)
+    path = tmp_path / "inline.db"
+    db = create_database(f"sqlite+aiosqlite:///{path}")
+    async with db.session() as session:
+        await session.execute(text("CREATE TABLE marks (n INTEGER)"))
+    yield db, path
+    await db.dispose()
+
+
+def _hold_write_lock(path: Path) -> sqlite3.Connection:
+    """What another process writing to the file looks like from here."""
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+async def _write(db: Database, n: int) -> None:
+    async with db.session() as session:
+        await session.execute(text("INSERT INTO marks VALUES (:n)"), {"n": n})
+
+
+async def _marks(db: Database) -> list[int]:
+    async with db.session() as session:
+        return list((await session.execute(text("SELECT n FROM marks ORDER BY n"))).scalars())
+
+
+async def _loop_turns(turns: int) -> None:
+    for _ in range(turns):
+        await asyncio.sleep(0.01)
+
+
+async def test_a_writer_waits_for_another_process_lock_while_the_loop_runs_on(
+    sqlite_db: tuple[Database, Path],
+) -> None:
+    db, path = sqlite_db
+    other = _hold_write_lock(path)
+    try:
+        writer = asyncio.create_task(_write(db, 1))
+        await _loop_turns(20)  # the loop turns while the writer waits for the lock
+        assert not writer.done()
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    await writer
+    assert await _marks(db) == [1]
+
+
+async def test_a_writer_cancelled_while_waiting_for_the_lock_leaves_its_connection_usable(
+    sqlite_db: tuple[Database, Path],
+) -> None:
+    db, path = sqlite_db
+    other = _hold_write_lock(path)
+    try:
+        writer = asyncio.create_task(_write(db, 1))
+        await _loop_turns(10)
+        writer.cancel()
+        await _loop_turns(10)  # its clean-up waits behind the wait for the lock, off the loop
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    with pytest.raises(asyncio.CancelledError):
+        await writer
+    await _write(db, 2)
+    assert await _marks(db) == [2]
+    # Nothing in this process still holds the lock.
+    again = _hold_write_lock(path)
+    again.execute("ROLLBACK")
+    again.close()
+
+
+async def test_an_error_that_is_not_a_lock_fails_the_statement_at_once(
+    sqlite_db: tuple[Database, Path],
+) -> None:
+    db, _ = sqlite_db
+    with pytest.raises(Exception, match="no such table"):
+        async with db.session() as session:
+            await session.execute(text("SELECT * FROM nothing_here"))
+    await _write(db, 3)
+    assert await _marks(db) == [3]
