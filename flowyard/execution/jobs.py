@@ -23,6 +23,8 @@ class RunJob:
     isolation: str = "strict"
     pull_steps: Sequence[Mapping[str, Any]] = field(default_factory=tuple)
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    # time.monotonic() just before the run was claimed (so after it was created), if known
+    claimed_at: float | None = None
 
     @property
     def full_name(self) -> str:

@@ -108,7 +108,7 @@ class RunPipeline:
         env_ctx = None
         try:
             await self._log(job, f"preparing compute for {job.full_name}")
-            prepared = await self._prepare(job, scratch)
+            prepared = await self._prepare(job, scratch, started)
             env_ctx = prepared.env_context
             await self._run(job, prepared, started)
         except UserInputError as exc:
@@ -167,10 +167,10 @@ class RunPipeline:
 
     # -- preparing ---------------------------------------------------------------------
 
-    async def _prepare(self, job: RunJob, scratch: Path) -> Prepared:
+    async def _prepare(self, job: RunJob, scratch: Path, started: float) -> Prepared:
         plan = self._pull_plan(job)
         code = scratch / "code"
-        fetched = await self._fetch(job, plan, code)
+        fetched = await self._fetch(job, plan, code, started)
         commit = fetched.revision if fetched else None
         if fetched is not None:
             await self._log(job, fetched.summary())
@@ -218,7 +218,7 @@ class RunPipeline:
             raise UserInputError(str(exc)) from None
 
     async def _fetch(
-        self, job: RunJob, plan: steps.PullPlan, dest: Path
+        self, job: RunJob, plan: steps.PullPlan, dest: Path, started: float
     ) -> sources.FetchedSource | None:
         spec: Mapping[str, Any] = job.source
         clone = plan.clone
@@ -244,6 +244,9 @@ class RunPipeline:
                     ref=ref,
                     token=token,
                     allow_local=self.config.allow_local_sources,
+                    # Runs of one ref claimed together ask the remote once (a resolution
+                    # begun after this run was claimed, so created, is as new as its own).
+                    shared_after=job.claimed_at if job.claimed_at is not None else started,
                 )
             elif spec.get("kind") == "storage":
                 options = dict(spec.get("options") or {})

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 from flowyard.execution.sources._base import FetchedSource
@@ -33,10 +37,14 @@ class GitSource:
         username: str | None = None,
         allow_local: bool = False,
         timeout_seconds: float = 600.0,
+        shared_after: float | None = None,
     ) -> None:
         self.remote: GitRemote = parse_git_remote(url, allow_local=allow_local)
         self.ref = ref or None
         self.cache_dir = cache_dir
+        # A resolution of the same ref that began after this (time.monotonic()) answers
+        # for this fetch too; None: always ask the remote itself.
+        self.shared_after = shared_after
         self._git = GitCommand(
             remote=self.remote,
             token=token or self.remote.password,
@@ -59,7 +67,14 @@ class GitSource:
     def _fetch_blocking(self, destination: Path) -> FetchedSource:
         started = time.perf_counter()
         mirror = Mirror(self.cache_dir, self._git)
-        commit, cached = mirror.resolve(self.ref)
+        if self.shared_after is None:
+            commit, cached = mirror.resolve(self.ref)
+        else:
+            token = hashlib.sha256((self._git.token or "").encode()).hexdigest()
+            key = (str(mirror.path), self.ref, token)
+            commit, cached = _RESOLVING.resolve(
+                key, self.shared_after, lambda: mirror.resolve(self.ref)
+            )
         mirror.checkout(commit, destination)
         return FetchedSource(
             path=destination,
@@ -68,3 +83,54 @@ class GitSource:
             cached=cached,
             kind="git",
         )
+
+
+class SharedResolutions:
+    """Fetches that need the same ref at the same moment ask the remote once.
+
+    A burst of runs of one deployment would otherwise send the remote one
+    ``ls-remote`` each. A fetch joins a resolution already under way only if
+    that one began after the moment the fetch names (its run's claim, which
+    follows the run's creation): what it is told is then at least as new as
+    asking itself. Credentials are part of the key, so nobody learns a commit
+    through someone else's token.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[
+            tuple[str, str | None, str], tuple[float, Future[tuple[str, bool]]]
+        ] = {}
+
+    def resolve(
+        self,
+        key: tuple[str, str | None, str],
+        after: float,
+        resolve: Callable[[], tuple[str, bool]],
+    ) -> tuple[str, bool]:
+        with self._lock:
+            running = self._running.get(key)
+            if running is not None and running[0] >= after:
+                shared = running[1]
+            else:
+                shared = None
+                mine: Future[tuple[str, bool]] = Future()
+                self._running[key] = (time.monotonic(), mine)
+        if shared is not None:
+            commit, _ = shared.result()
+            return commit, True  # in the mirror by now
+        try:
+            result = resolve()
+        except BaseException as exc:
+            mine.set_exception(exc)
+            raise
+        else:
+            mine.set_result(result)
+            return result
+        finally:
+            with self._lock:
+                if self._running.get(key, (0.0, None))[1] is mine:
+                    del self._running[key]
+
+
+_RESOLVING = SharedResolutions()

@@ -22,6 +22,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,7 +74,9 @@ def host_capacity(ctx: ServerContext) -> int:
     return max(1, int(cpus * 8))
 
 
-async def _job_for(ctx: ServerContext, run_id: uuid.UUID) -> RunJob | None:
+async def _job_for(
+    ctx: ServerContext, run_id: uuid.UUID, claimed_at: float | None = None
+) -> RunJob | None:
     async with ctx.db.read_session() as session:
         run = await session.get(m.FlowRun, run_id)
         if run is None or run.deployment_id is None:
@@ -93,6 +96,7 @@ async def _job_for(ctx: ServerContext, run_id: uuid.UUID) -> RunJob | None:
             isolation=pool.isolation if pool else "strict",
             pull_steps=tuple(dep.pull_steps),
             parameters=dict(run.parameters),
+            claimed_at=claimed_at,
         )
 
 
@@ -189,11 +193,12 @@ class Dispatcher:
                 for waiting in pool_ids[pool_ids.index(pool_id) :]:
                     await self._mark_over_capacity(waiting, held)
                 break
+            claimed_at = time.monotonic()
             async with self.ctx.db.session() as session:
                 result = await claims.claim_runs(session, pool_id, self.id, limit=free)
                 claimed = [r.id for r in result.claimed]
             for run_id in claimed:
-                self._start(run_id)
+                self._start(run_id, claimed_at=claimed_at)
                 started += 1
         return started
 
@@ -222,15 +227,26 @@ class Dispatcher:
             for run in (await session.execute(query)).scalars():
                 await flow_runs.mark_waiting(session, run, AWAITING_CAPACITY, reason, now)
 
-    def _start(self, run_id: uuid.UUID, adopted: sb.SandboxHandle | None = None) -> None:
+    def _start(
+        self,
+        run_id: uuid.UUID,
+        adopted: sb.SandboxHandle | None = None,
+        *,
+        claimed_at: float | None = None,
+    ) -> None:
         self.capacity.active.add(run_id)
-        task = asyncio.create_task(self._execute(run_id, adopted), name=f"run-{run_id}")
+        task = asyncio.create_task(self._execute(run_id, adopted, claimed_at), name=f"run-{run_id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _execute(self, run_id: uuid.UUID, adopted: sb.SandboxHandle | None = None) -> None:
+    async def _execute(
+        self,
+        run_id: uuid.UUID,
+        adopted: sb.SandboxHandle | None = None,
+        claimed_at: float | None = None,
+    ) -> None:
         try:
-            job = await _job_for(self.ctx, run_id)
+            job = await _job_for(self.ctx, run_id, claimed_at)
             if job is not None and adopted is not None:
                 await self.pipeline.resume(job, adopted)
             elif job is not None:
