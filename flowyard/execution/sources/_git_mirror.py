@@ -179,7 +179,18 @@ class Mirror:
     # -- reading -------------------------------------------------------------------
 
     def has_commit(self, commit: str) -> bool:
-        return self.path.is_dir() and self._has_commit_in(self.path, commit)
+        try:
+            known = (str(self.path), os.stat(self.path).st_ino, commit)
+        except FileNotFoundError:
+            return False
+        if known in _KNOWN_COMMITS:  # a mirror only ever gains objects
+            return True
+        if not self._has_commit_in(self.path, commit):
+            return False
+        if len(_KNOWN_COMMITS) >= _KNOWN_COMMITS_MAX:
+            _KNOWN_COMMITS.clear()
+        _KNOWN_COMMITS.add(known)
+        return True
 
     def _has_commit_in(self, git_dir: Path, commit: str) -> bool:
         done = subprocess.run(
@@ -222,6 +233,12 @@ class Mirror:
                 for child in destination.iterdir():
                     _remove(child)
             raise
+
+
+# Commits seen in a mirror (by path and inode: a mirror deleted by hand and made
+# again is another), so a cached run's fetch spawns no ``git cat-file``.
+_KNOWN_COMMITS: set[tuple[str, int, str]] = set()
+_KNOWN_COMMITS_MAX = 10_000
 
 
 def _remove(path: Path) -> None:
