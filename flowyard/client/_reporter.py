@@ -35,9 +35,13 @@ from flowyard.sdk._states import StateType
 
 logger = logging.getLogger("flowyard.sdk.server")
 
-# How long events may wait before they are sent, and how many make a batch
-# worth sending at once.
+# How long events may wait before they are sent, how many make a batch worth
+# sending at once, and the most one request carries. Each request costs the
+# server a few milliseconds whatever its size (a local server shares the
+# flow's CPUs): a flow whose server keeps up sends fewer, larger batches
+# rather than one per handful of task runs.
 FLUSH_INTERVAL = 0.1
+BATCH_TARGET = 1_000
 BATCH_SIZE = 2_000
 # How many batches in a row may be built while the one before is stored, before
 # the recorder goes back to heartbeats and flush accounting.
@@ -162,6 +166,10 @@ class ServerReporter:
         # lock (a deque's append is atomic): the lock is for waking the thread.
         self._queue: deque[rep.Event | _Flushed] = deque()
         self._cond = threading.Condition()
+        # Something queued must go out now (a flow-run state, a flush): no waiting
+        # for a fuller batch. Set and cleared under the condition's lock.
+        self._urgent = False
+        self._nudged = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         # Task runs by the integer of their id (it hashes in C; a UUID does not).
@@ -192,10 +200,13 @@ class ServerReporter:
             self._start()
         # Flow-run states go out at once (the UI and CLI show them); the rest
         # waits for a batch or the interval.
-        if (event.__class__ is _STATE_CHANGED and event.run_kind == "flow") or len(
-            queue
-        ) >= BATCH_SIZE:
+        if event.__class__ is _STATE_CHANGED and event.run_kind == "flow":
             with self._cond:
+                self._urgent = True
+                self._cond.notify_all()
+        elif len(queue) >= BATCH_TARGET and not self._nudged:
+            with self._cond:
+                self._nudged = True  # once until the thread takes them, not per event
                 self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> None:
@@ -208,6 +219,7 @@ class ServerReporter:
         if self._thread is None:
             self._start()
         with self._cond:
+            self._urgent = True
             self._cond.notify_all()
         while not mark.done.wait(min(max(0.0, deadline - time.monotonic()), 0.5)):
             thread = self._thread
@@ -251,12 +263,13 @@ class ServerReporter:
             if self._alive and time.monotonic() >= self._next_beat:
                 self._beat()
             with self._cond:
-                if not self._queue and not self._closed:
+                if not self._closed and not self._urgent and len(self._queue) < BATCH_TARGET:
                     self._cond.wait(self._interval)
                 if not self._queue:
                     if self._closed:
                         return
                     continue
+                self._urgent = self._nudged = False
             # Take everything queued so far (emitters keep appending meanwhile).
             queue = self._queue
             events = [queue.popleft() for _ in range(len(queue))]
@@ -307,8 +320,21 @@ class ServerReporter:
             self._post(batch, meanwhile=take)
             batch = ahead
             rounds += 1
+            if take is not None and batch.size and self._wait_for_more(batch.size):
+                self._take_ahead(batch)
         for run_id in list(self._pending_create):
             self._create(self._pending_create.pop(run_id), None)
+
+    def _wait_for_more(self, held: int) -> bool:
+        """Wait (up to the interval) for a fuller batch than ``held`` events; whether any came.
+
+        Not when something must go out now, or the batch is full enough already.
+        """
+        with self._cond:
+            if self._urgent or self._closed or held + len(self._queue) >= BATCH_TARGET:
+                return bool(self._queue)
+            self._cond.wait(self._interval)
+            return bool(self._queue)
 
     def _lines_after(
         self, events: Sequence[rep.Event | _Flushed], position: int, batch: ReportBatch
@@ -343,6 +369,7 @@ class ServerReporter:
         taken: list[rep.Event] = []
         queue = self._queue
         with self._cond:
+            self._nudged = False
             while queue and len(taken) < BATCH_SIZE - batch.size:
                 event = queue[0]
                 kind = event.__class__

@@ -366,3 +366,36 @@ def test_events_emitted_from_many_threads_are_all_sent_each_threads_in_order(
     for thread in range(6):
         own = [int(m.split(".")[1]) for m in lines if m.startswith(f"{thread}.")]
         assert own == list(range(300))
+
+
+def test_a_recorder_whose_server_keeps_up_sends_few_large_batches(
+    api: ThreadingHTTPServer,
+) -> None:
+    host, port = api.server_address[:2]
+    client = WireClient(f"http://{host!s}:{port}/api", "fy_x", attempts=0)
+    reporter = ServerReporter(client, interval=5.0)  # longer than the test
+    run = uuid.uuid4()
+    try:
+        reporter.emit(
+            rep.FlowRunStarted(
+                run, "lazy-cat", "etl", None, {}, None, None, frozenset(), None, at(0)
+            )
+        )
+        reporter.emit(_flow_state(run, StateType.RUNNING, 0))
+        for _ in range(40):  # task runs trickle in, a few at a time
+            for _ in range(5):
+                for event in _task_events(run):
+                    reporter.emit(event)
+            time.sleep(0.005)
+        reporter.emit(_flow_state(run, StateType.COMPLETED, 8))
+        reporter.flush(timeout=30)  # the final state goes out at once, not after the interval
+    finally:
+        reporter.close()
+        client.close()
+    received: list[tuple[str, dict[str, Any]]] = api.received  # type: ignore[attr-defined]
+    batches = [body for path, body in received if path.endswith("/batch")]
+    states = [e["state_type"] for body in batches for e in body.get("task_runs", [])]
+    assert states.count("COMPLETED") == 200
+    # 1,000 events make a batch worth sending: not one request per few task runs.
+    assert len(batches) <= 3
+    assert received[-1][0] == f"/api/flow-runs/{run}/state"
