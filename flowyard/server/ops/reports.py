@@ -21,8 +21,9 @@ async def record_batch(
     session: AsyncSession, principal: Principal, batch: s.TaskRunBatch
 ) -> s.TaskRunBatchResult:
     """Store the batch's lines and task-run states, all or nothing."""
-    run_ids = {line.flow_run_id for line in batch.logs}
-    run_ids.update(entry.flow_run_id for entry in batch.task_runs)
-    runs = await logs.lock_runs(session, run_ids) if run_ids else {}
+    # Keyed by the ids' integers: hashing a UUID runs Python code, once per line.
+    run_ids = {line.flow_run_id.int: line.flow_run_id for line in batch.logs}
+    run_ids.update((entry.flow_run_id.int, entry.flow_run_id) for entry in batch.task_runs)
+    runs = await logs.lock_runs(session, run_ids.values()) if run_ids else {}
     await logs.write_lines(session, principal, batch.logs, runs=runs)
     return await task_runs.upsert_task_runs(session, principal, batch, runs=runs)

@@ -80,13 +80,18 @@ async def _runs_of(
     entries: Sequence[s.TaskRunUpsert],
     runs: Mapping[uuid.UUID, m.FlowRun] | None,
 ) -> Mapping[uuid.UUID, m.FlowRun]:
-    first: dict[uuid.UUID, int] = {}
+    # Each flow run with its first entry, keyed by the id's integer (hashing a
+    # UUID runs Python code, once per entry).
+    first: dict[int, tuple[uuid.UUID, int]] = {}
     for index, entry in enumerate(entries):
-        first.setdefault(entry.flow_run_id, index)
+        run_id = entry.flow_run_id
+        if run_id.int not in first:
+            first[run_id.int] = run_id, index
     if runs is None:
-        rows = (await session.execute(select(m.FlowRun).where(m.FlowRun.id.in_(first)))).scalars()
+        ids = [run_id for run_id, _ in first.values()]
+        rows = (await session.execute(select(m.FlowRun).where(m.FlowRun.id.in_(ids)))).scalars()
         runs = {r.id: r for r in rows}
-    for run_id, index in first.items():
+    for run_id, index in first.values():
         run = runs.get(run_id)
         field = f"task_runs.{index}.flow_run_id"
         if run is None:
@@ -298,7 +303,7 @@ async def upsert_task_runs(
         first = group[0]
         # The id as both dialects store it, written once for the row and its states.
         key = task_id.hex
-        row = existing.get(task_id)
+        row = existing.get(task_id) if existing else None
         created = row is None
         if row is None:
             row = _new_row(principal.workspace_id, first, key)
