@@ -113,9 +113,6 @@ class _TaskInfo:
 
 
 _BATCH_PATH = "/task-runs/batch"
-_STATE_CHANGED = rep.StateChanged
-_LOG_EMITTED = rep.LogEmitted
-_TASK_RUN_CREATED = rep.TaskRunCreated
 
 
 def _log_line(event: rep.LogEmitted, flow_run_id: str, task_run_id: str | None) -> str:
@@ -200,7 +197,7 @@ class ServerReporter:
             self._start()
         # Flow-run states go out at once (the UI and CLI show them); the rest
         # waits for a batch or the interval.
-        if event.__class__ is _STATE_CHANGED and event.run_kind == "flow":
+        if event.__class__ is rep.StateChanged and event.run_kind == "flow":
             with self._cond:
                 self._urgent = True
                 self._cond.notify_all()
@@ -278,8 +275,8 @@ class ServerReporter:
             except Exception as exc:  # never let the thread die: later flushes would hang
                 self._warn_once("send", "could not record %d events: %s", len(events), exc)
             for event in events:
-                if event.__class__ is _Flushed:
-                    event.done.set()  # type: ignore[union-attr]
+                if isinstance(event, _Flushed):
+                    event.done.set()
 
     def _send(self, events: Sequence[rep.Event | _Flushed]) -> None:
         if time.monotonic() < self._offline_until:
@@ -287,26 +284,21 @@ class ServerReporter:
         batch = ReportBatch()
         sent_early = 0  # lines already sent with the batch before a flow-run state
         for position, event in enumerate(events):
-            kind = event.__class__
-            if kind is _STATE_CHANGED:
-                assert isinstance(event, rep.StateChanged)
+            if isinstance(event, rep.StateChanged):
                 if event.run_kind == "task":
                     self._task_state(batch, event)
                 else:
                     sent_early = self._lines_after(events, position, batch)
                     self._post(batch)
                     self._flow_state(event.run_id, event.state)
-            elif kind is _LOG_EMITTED:
-                assert isinstance(event, rep.LogEmitted)
+            elif isinstance(event, rep.LogEmitted):
                 if sent_early:
                     sent_early -= 1
                 elif event.flow_run_id is not None:
                     batch.add_log(self._log_line(event))
-            elif kind is _TASK_RUN_CREATED:
-                assert isinstance(event, rep.TaskRunCreated)
+            elif isinstance(event, rep.TaskRunCreated):
                 self._task_created(event)
-            elif kind is rep.FlowRunStarted:
-                assert isinstance(event, rep.FlowRunStarted)
+            elif isinstance(event, rep.FlowRunStarted):
                 self._post(batch)
                 self._pending_create[event.flow_run_id] = event
             if batch.size >= BATCH_SIZE:
@@ -372,25 +364,24 @@ class ServerReporter:
             self._nudged = False
             while queue and len(taken) < BATCH_SIZE - batch.size:
                 event = queue[0]
-                kind = event.__class__
-                if kind is _Flushed or kind is rep.FlowRunStarted:
+                if isinstance(event, (_Flushed, rep.FlowRunStarted)):
                     break
-                if kind is _STATE_CHANGED and event.run_kind != "task":  # type: ignore[union-attr]
+                if isinstance(event, rep.StateChanged) and event.run_kind != "task":
                     # A flow's last lines follow its final state: they may go before it.
-                    while len(queue) > 1 and self._goes_early(queue[1]):
-                        taken.append(queue[1])  # type: ignore[arg-type]
+                    while len(queue) > 1 and self._goes_early(line := queue[1]):
+                        taken.append(line)
                         del queue[1]
                     break
-                taken.append(queue.popleft())  # type: ignore[arg-type]
+                taken.append(event)
+                queue.popleft()
         for event in taken:
-            kind = event.__class__
-            if kind is _STATE_CHANGED:
-                self._task_state(batch, event)  # type: ignore[arg-type]
-            elif kind is _LOG_EMITTED:
-                if event.flow_run_id is not None:  # type: ignore[union-attr]
-                    batch.add_log(self._log_line(event))  # type: ignore[arg-type]
-            elif kind is _TASK_RUN_CREATED:
-                self._task_created(event)  # type: ignore[arg-type]
+            if isinstance(event, rep.StateChanged):
+                self._task_state(batch, event)
+            elif isinstance(event, rep.LogEmitted):
+                if event.flow_run_id is not None:
+                    batch.add_log(self._log_line(event))
+            elif isinstance(event, rep.TaskRunCreated):
+                self._task_created(event)
 
     def _post(self, batch: ReportBatch, meanwhile: Callable[[], None] | None = None) -> None:
         """Send the batch's task-run states and log lines in one request, then empty it."""

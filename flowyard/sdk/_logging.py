@@ -146,13 +146,13 @@ class _ReporterHandler(logging.Handler):
         attrs = record.__dict__
         try:
             reporter.emit(
-                LogEmitted(
-                    flow_run_id=attrs.get("flow_run_id"),
-                    task_run_id=attrs.get("task_run_id"),
-                    level=record.levelno,
-                    logger_name=record.name,
-                    message=message,
-                    timestamp=datetime.fromtimestamp(record.created, UTC),
+                LogEmitted(  # positional: faster for a frozen dataclass, once per line
+                    attrs.get("flow_run_id"),
+                    attrs.get("task_run_id"),
+                    record.levelno,
+                    record.name,
+                    message,
+                    datetime.fromtimestamp(record.created, UTC),
                 )
             )
         except Exception:
