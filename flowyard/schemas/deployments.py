@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, field_validator
 
 from flowyard.schemas._base import INT32_MAX, Out, Wire
 from flowyard.schemas.times import utc_representable
@@ -81,21 +81,30 @@ class CronSchedule(Wire):
         return value
 
 
+# A century: past any run a scheduler plans, and well inside the dates it can
+# count in (a larger interval overflowed date arithmetic and was never run).
+MAX_INTERVAL_SECONDS = 100 * 365 * 86400
+
+
 class IntervalSchedule(Wire):
-    interval: float = Field(gt=0, description="Seconds between runs.")
+    interval: float = Field(
+        ge=1,
+        le=MAX_INTERVAL_SECONDS,
+        allow_inf_nan=False,
+        description="Seconds between runs: at least 1, at most a century.",
+    )
     # Naive: wall time in ``timezone``.
     anchor_date: Annotated[datetime, AfterValidator(utc_representable)] | None = None
     timezone: str = "UTC"
 
-    @model_validator(mode="after")
-    def _min_interval(self) -> IntervalSchedule:
-        if self.interval < 1:
-            raise ValueError("interval must be at least 1 second")
-        return self
-
     @property
     def delta(self) -> timedelta:
         return timedelta(seconds=self.interval)
+
+
+def _private(obj: object, name: str) -> Any:
+    # dateutil keeps a parsed rule's fields in private attributes only.
+    return getattr(obj, f"_{name}")
 
 
 class RRuleSchedule(Wire):
@@ -105,16 +114,50 @@ class RRuleSchedule(Wire):
     @field_validator("rrule")
     @classmethod
     def _valid_rrule(cls, value: str) -> str:
-        from dateutil.rrule import rrulestr
+        from dateutil.rrule import rrule, rrulestr
 
         try:
-            rrulestr(value, cache=False)
+            parsed = rrulestr(value, cache=False)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"invalid rrule: {exc}") from None
+        rules: list[Any] = [parsed] if isinstance(parsed, rrule) else _private(parsed, "rrule")
+        for rule in rules:
+            if _private(rule, "interval") < 1:
+                raise ValueError("invalid rrule: expected INTERVAL of at least 1")
+            count = _private(rule, "count")
+            if count is not None and count < 1:
+                raise ValueError("invalid rrule: expected COUNT of at least 1")
         return value
 
 
-ScheduleSpec = CronSchedule | IntervalSchedule | RRuleSchedule
+def _schedule_kind(value: Any) -> str | None:
+    """Which schedule a payload is, by its one telling field."""
+    if isinstance(value, dict):
+        for kind in ("cron", "interval", "rrule"):
+            if kind in value:
+                return kind
+        return None
+    if isinstance(value, CronSchedule):
+        return "cron"
+    if isinstance(value, IntervalSchedule):
+        return "interval"
+    if isinstance(value, RRuleSchedule):
+        return "rrule"
+    return None
+
+
+# Told apart by field, so a bad interval is reported as the interval's error
+# rather than as a cron schedule missing its expression.
+ScheduleSpec = Annotated[
+    Annotated[CronSchedule, Tag("cron")]
+    | Annotated[IntervalSchedule, Tag("interval")]
+    | Annotated[RRuleSchedule, Tag("rrule")],
+    Discriminator(
+        _schedule_kind,
+        custom_error_type="schedule_kind",
+        custom_error_message="expected a schedule with one of 'cron', 'interval' or 'rrule'",
+    ),
+]
 
 
 class DeploymentScheduleCreate(Wire):

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas import deployments as s
 from flowyard.server.db import models as m
-from flowyard.server.ops import work_pools
+from flowyard.server.ops import schedule_checks, work_pools
 from flowyard.server.ops.auth import Principal
 from flowyard.server.ops.errors import InvalidInput, NotFound
 from flowyard.server.ops.validation import check_schema, validate
@@ -57,6 +57,7 @@ async def upsert_deployment(
 ) -> m.Deployment:
     principal.require_api_key()
     _check_source(data, allow_local_sources)
+    await schedule_checks.check_schedules(data.schedules)
     pool = await _pool(session, principal, data.work_pool_name)
     if data.parameter_schema:
         check_schema(data.parameter_schema, "parameter_schema")
@@ -175,6 +176,8 @@ async def update_deployment(
 ) -> m.Deployment:
     principal.require_api_key()
     row = await read_deployment(session, principal, deployment_id)
+    if data.schedules is not None:
+        await schedule_checks.check_schedules(data.schedules)
     fields = data.model_dump(exclude_unset=True)
     pool = None
     if "work_pool_name" in fields:
