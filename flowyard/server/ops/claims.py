@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas.states import StateCreate, StateType, Verdict
@@ -48,6 +48,15 @@ async def pools_with_due_runs(
     return list((await session.execute(query)).scalars())
 
 
+def due_runs(pool_id: uuid.UUID, now: datetime) -> Select[m.FlowRun]:
+    """The pool's SCHEDULED runs whose time has come."""
+    return select(m.FlowRun).where(
+        m.FlowRun.work_pool_id == pool_id,
+        m.FlowRun.state_type == StateType.SCHEDULED.value,
+        m.FlowRun.next_scheduled_start_time <= now,
+    )
+
+
 async def claim_runs(
     session: AsyncSession,
     pool_id: uuid.UUID,
@@ -65,12 +74,7 @@ async def claim_runs(
     await flow_runs.lock_workspace(session, pool.workspace_id)
     dialect = dialect_of(session)
     query = (
-        select(m.FlowRun)
-        .where(
-            m.FlowRun.work_pool_id == pool_id,
-            m.FlowRun.state_type == StateType.SCHEDULED.value,
-            m.FlowRun.next_scheduled_start_time <= now,
-        )
+        due_runs(pool_id, now)
         .order_by(m.FlowRun.next_scheduled_start_time, m.FlowRun.created)
         .limit(limit)
     )

@@ -206,11 +206,8 @@ class Dispatcher:
         reason = f"{why}; queued until it frees"
         now = datetime.now(UTC)
         query = (
-            select(m.FlowRun)
+            claims.due_runs(pool_id, now)
             .where(
-                m.FlowRun.work_pool_id == pool_id,
-                m.FlowRun.state_type == StateType.SCHEDULED.value,
-                m.FlowRun.next_scheduled_start_time <= now,
                 or_(
                     m.FlowRun.state_name.is_distinct_from(AWAITING_CAPACITY),
                     m.FlowRun.state_message.is_distinct_from(reason),

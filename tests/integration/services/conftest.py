@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import select
 
 from flowyard.schemas import deployments as ds
+from flowyard.schemas import work_pools as wp
+from flowyard.schemas.flow_runs import FlowRunCreate
 from flowyard.server.db import Database
 from flowyard.server.db import models as m
-from flowyard.server.ops import deployments, workspaces
+from flowyard.server.ops import deployments, flow_runs, work_pools, workspaces
 from flowyard.server.ops.auth import Principal
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -100,3 +102,21 @@ def grid(start: datetime, end: datetime, step: timedelta = timedelta(minutes=10)
         out.append(start)
         start += step
     return out
+
+
+async def managed_runs(db: Database, principal: Principal, count: int) -> list[uuid.UUID]:
+    """``count`` new runs of one deployment in a managed pool, due now."""
+    async with db.session() as session:
+        await work_pools.create_work_pool(session, principal, wp.WorkPoolCreate(name="managed"))
+        deployment = await deployments.upsert_deployment(
+            session,
+            principal,
+            ds.DeploymentCreate(
+                flow_name="etl", name="nightly", entrypoint="etl.py:etl", work_pool_name="managed"
+            ),
+        )
+        made = [
+            (await flow_runs.create_flow_run(session, principal, deployment.id, FlowRunCreate()))[0]
+            for _ in range(count)
+        ]
+    return [run.id for run in made]

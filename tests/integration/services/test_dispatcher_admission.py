@@ -13,18 +13,15 @@ from pathlib import Path
 
 from flowyard.execution.jobs import RunJob
 from flowyard.execution.pipeline import RunPipeline
-from flowyard.schemas import deployments as ds
-from flowyard.schemas import work_pools as wp
-from flowyard.schemas.flow_runs import FlowRunCreate
 from flowyard.schemas.states import StateType
 from flowyard.server.context import ServerContext
 from flowyard.server.db import Database
 from flowyard.server.db import models as m
 from flowyard.server.keys import ServerKeys
-from flowyard.server.ops import deployments, flow_runs, work_pools
 from flowyard.server.ops.auth import Principal
 from flowyard.server.services.dispatcher import Dispatcher
 from flowyard.settings import Settings
+from tests.integration.services.conftest import managed_runs
 
 
 class HeldPipeline:
@@ -39,23 +36,6 @@ class HeldPipeline:
 
     def finish(self, run_id: uuid.UUID) -> None:
         self.executing.pop(run_id).set()
-
-
-async def _runs(db: Database, principal: Principal, count: int) -> list[uuid.UUID]:
-    async with db.session() as session:
-        await work_pools.create_work_pool(session, principal, wp.WorkPoolCreate(name="managed"))
-        deployment = await deployments.upsert_deployment(
-            session,
-            principal,
-            ds.DeploymentCreate(
-                flow_name="etl", name="nightly", entrypoint="etl.py:etl", work_pool_name="managed"
-            ),
-        )
-        made = [
-            (await flow_runs.create_flow_run(session, principal, deployment.id, FlowRunCreate()))[0]
-            for _ in range(count)
-        ]
-        return [run.id for run in made]
 
 
 async def _states(db: Database, run_ids: list[uuid.UUID]) -> list[tuple[str, str, str]]:
@@ -85,7 +65,7 @@ async def _settle(pipeline: HeldPipeline, count: int) -> None:
 async def test_runs_past_the_hosts_capacity_wait_saying_so_and_start_as_slots_free(
     db: Database, principal: Principal, flowyard_home: Path
 ) -> None:
-    run_ids = await _runs(db, principal, 3)
+    run_ids = await managed_runs(db, principal, 3)
     pipeline = HeldPipeline()
     dispatcher = _dispatcher(db, flowyard_home, pipeline, max_runs=2, pressure=[None])
 
@@ -115,7 +95,7 @@ async def test_runs_past_the_hosts_capacity_wait_saying_so_and_start_as_slots_fr
 async def test_runs_wait_while_memory_is_short_and_start_when_it_frees(
     db: Database, principal: Principal, flowyard_home: Path
 ) -> None:
-    run_ids = await _runs(db, principal, 2)
+    run_ids = await managed_runs(db, principal, 2)
     pipeline = HeldPipeline()
     short = "runs use 93% of the host's memory for runs (7.4 GiB of 8 GiB)"
     pressure: list[str | None] = [short]

@@ -8,35 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from flowyard.schemas import deployments as ds
-from flowyard.schemas import work_pools as wp
-from flowyard.schemas.flow_runs import ExecutionReport, FlowRunCreate
+from flowyard.schemas.flow_runs import ExecutionReport
 from flowyard.schemas.states import StateCreate, StateType
 from flowyard.server.context import ServerContext
 from flowyard.server.db import Database
 from flowyard.server.keys import ServerKeys
-from flowyard.server.ops import deployments, flow_runs, logs, work_pools
+from flowyard.server.ops import logs
 from flowyard.server.ops.auth import Principal
 from flowyard.server.ops.errors import NotFound
 from flowyard.server.services._recorder import LOG_FLUSH_SECONDS, DbRecorder
 from flowyard.settings import Settings
-
-
-async def _runs(db: Database, principal: Principal, count: int) -> list[uuid.UUID]:
-    async with db.session() as session:
-        await work_pools.create_work_pool(session, principal, wp.WorkPoolCreate(name="managed"))
-        deployment = await deployments.upsert_deployment(
-            session,
-            principal,
-            ds.DeploymentCreate(
-                flow_name="etl", name="nightly", entrypoint="etl.py:etl", work_pool_name="managed"
-            ),
-        )
-        made = [
-            (await flow_runs.create_flow_run(session, principal, deployment.id, FlowRunCreate()))[0]
-            for _ in range(count)
-        ]
-    return [run.id for run in made]
+from tests.integration.services.conftest import managed_runs
 
 
 async def _messages(db: Database, principal: Principal, run_id: uuid.UUID) -> list[str]:
@@ -56,7 +38,7 @@ def recorder(db: Database, flowyard_home: Path) -> DbRecorder:
 async def test_stage_lines_are_written_with_the_runs_next_state_change_in_order(
     db: Database, principal: Principal, recorder: DbRecorder
 ) -> None:
-    [run_id] = await _runs(db, principal, 1)
+    [run_id] = await managed_runs(db, principal, 1)
     await recorder.log(run_id, "cloned abc1234 in 0.01 s")
     await recorder.log(run_id, "environment ready (cached) in 0.00 s")
     # Held, not written yet: one transaction will carry them with the state change.
@@ -77,7 +59,7 @@ async def test_stage_lines_are_written_with_the_runs_next_state_change_in_order(
 async def test_lines_no_state_change_follows_are_written_within_the_flush_interval(
     db: Database, principal: Principal, recorder: DbRecorder
 ) -> None:
-    first, second = await _runs(db, principal, 2)
+    first, second = await managed_runs(db, principal, 2)
     await recorder.log(first, "preparing compute for etl/nightly")
     await recorder.log(second, "preparing compute for etl/nightly", level=30)
 
@@ -92,7 +74,7 @@ async def test_lines_no_state_change_follows_are_written_within_the_flush_interv
 async def test_flush_writes_every_held_line_at_once(
     db: Database, principal: Principal, recorder: DbRecorder
 ) -> None:
-    run_ids = await _runs(db, principal, 3)
+    run_ids = await managed_runs(db, principal, 3)
     for i, run_id in enumerate(run_ids):
         await recorder.log(run_id, f"line {i}")
 
@@ -108,7 +90,7 @@ async def test_flush_writes_every_held_line_at_once(
 async def test_one_read_says_which_runs_were_asked_to_cancel(
     db: Database, principal: Principal, recorder: DbRecorder
 ) -> None:
-    pending, cancelling, missing = *await _runs(db, principal, 2), uuid.uuid4()
+    pending, cancelling, missing = *await managed_runs(db, principal, 2), uuid.uuid4()
     for run_id in (pending, cancelling):
         await recorder.set_state(run_id, StateCreate(type=StateType.PENDING))
     await recorder.set_state(cancelling, StateCreate(type=StateType.CANCELLING))
