@@ -6,6 +6,14 @@ are sent in the order they were emitted, so a flow run exists before its task
 runs and its final state lands after them. A failure never fails a flow: the
 first error of each kind is logged with its reason, and ``flush`` returns once
 everything emitted is sent or given up on. :mod:`.sdk_integration` installs it.
+
+The thread shares the GIL with the flow's threads, and a local server shares
+their CPUs, so both sides are kept to little work per task run. Emitting is an
+append to a deque, with no lock. The thread waits for a batch worth sending
+(or the interval) unless a flow-run state or a flush is queued: a request costs
+the server a few milliseconds whatever its size. While one batch is stored it
+builds the next. ``flush`` queues a mark and waits until the thread has sent
+everything before it.
 """
 
 from __future__ import annotations
@@ -210,6 +218,8 @@ class ServerReporter:
         """Return once everything emitted so far is sent (or ``timeout`` passed)."""
         if timeout is None:
             timeout = DURABLE_SECONDS if self._durable else FLUSH_TIMEOUT
+        if self._thread is None and not self._queue:
+            return  # nothing was ever emitted
         deadline = time.monotonic() + timeout
         mark = _Flushed()
         self._queue.append(mark)
