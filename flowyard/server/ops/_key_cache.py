@@ -78,9 +78,8 @@ API_KEYS = KeyCache()
 
 
 def database_of(session: AsyncSession) -> Hashable:
-    """What the cache keys by besides the key: the database the session reads."""
-    bind = session.bind  # an engine: sessions here are made by an engine's sessionmaker
-    return getattr(bind, "url", None)
+    """What the cache keys by besides the key: the engine the session reads through."""
+    return id(session.bind)  # an engine: sessions here are made by an engine's sessionmaker
 
 
 def forget_keys(session: AsyncSession) -> None:

@@ -11,11 +11,12 @@ commit that ends a run.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas import flow_runs as s
@@ -53,13 +54,34 @@ def check_access(principal: Principal, run: m.FlowRun) -> None:
         raise NotFound("flow run", run.id)
 
 
+# The statements of every state transition, built once: building and keying a
+# statement costs more than SQLite takes to run it.
+_RUN = select(m.FlowRun).where(m.FlowRun.id == bindparam("run_id"))
+# A run without a deployment or pool joins nothing: its NULL id matches no row.
+_ACTIVATION = (
+    select(m.Workspace, m.Deployment, m.WorkPool)
+    .select_from(m.Workspace)
+    .outerjoin(m.Deployment, m.Deployment.id == bindparam("deployment_id"))
+    .outerjoin(m.WorkPool, m.WorkPool.id == bindparam("work_pool_id"))
+    .where(m.Workspace.id == bindparam("workspace_id"))
+)
+
+
+@functools.cache
+def _locked_run(dialect: str) -> Select[m.FlowRun]:
+    return lock_rows(dialect, _RUN)
+
+
+@functools.cache
+def _locked_activation(dialect: str) -> Select[m.Workspace, m.Deployment, m.WorkPool]:
+    return lock_rows(dialect, _ACTIVATION, key_share=True, of=m.Workspace)
+
+
 async def read_flow_run(
     session: AsyncSession, principal: Principal, run_id: uuid.UUID, *, lock: bool = False
 ) -> m.FlowRun:
-    query = select(m.FlowRun).where(m.FlowRun.id == run_id)
-    if lock:
-        query = lock_rows(dialect_of(session), query)
-    run = (await session.execute(query)).scalar_one_or_none()
+    query = _locked_run(dialect_of(session)) if lock else _RUN
+    run = (await session.execute(query, {"run_id": run_id})).scalar_one_or_none()
     if run is None:
         raise NotFound("flow run", run_id)
     check_access(principal, run)
@@ -273,16 +295,12 @@ async def _lock_for_activation(
     session: AsyncSession, run: m.FlowRun
 ) -> tuple[m.Workspace, m.Deployment | None, m.WorkPool | None]:
     """:func:`lock_workspace`, reading the run's deployment and pool in the same statement."""
-    # A run without a deployment or pool joins nothing: its id matches no row.
-    query = (
-        select(m.Workspace, m.Deployment, m.WorkPool)
-        .select_from(m.Workspace)
-        .outerjoin(m.Deployment, m.Deployment.id == run.deployment_id)
-        .outerjoin(m.WorkPool, m.WorkPool.id == run.work_pool_id)
-        .where(m.Workspace.id == run.workspace_id)
-    )
-    query = lock_rows(dialect_of(session), query, key_share=True, of=m.Workspace)
-    row = (await session.execute(query)).one()
+    params = {
+        "workspace_id": run.workspace_id,
+        "deployment_id": run.deployment_id,
+        "work_pool_id": run.work_pool_id,
+    }
+    row = (await session.execute(_locked_activation(dialect_of(session)), params)).one()
     return row[0], row[1], row[2]
 
 
