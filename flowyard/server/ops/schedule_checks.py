@@ -11,14 +11,18 @@ asked from now.
 Finding the next run of a schedule that fires takes microseconds. An RRule
 that never fires is walked by dateutil day by day to the year 9999, seconds
 of CPU, so the search runs on a worker thread and is given up after
-``SEARCH_SECONDS`` (dateutil's walk ends by itself soon after). A rule whose
-next run is centuries away is refused the same way.
+``SEARCH_SECONDS`` (dateutil's walk ends by itself some seconds later). A
+rule whose next run is centuries away is refused the same way. The searches
+have threads of their own (:data:`SEARCHERS`): a walk that goes on after its
+refusal holds one of them, never the default executor that the server's
+other work (the dispatcher's sandboxes, file I/O) runs on.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from flowyard.errors import FlowyardError
@@ -26,6 +30,8 @@ from flowyard.schemas import deployments as s
 from flowyard.server.ops.errors import InvalidInput
 
 SEARCH_SECONDS = 1.0
+SEARCHERS = 2
+_searchers = ThreadPoolExecutor(SEARCHERS, thread_name_prefix="flowyard-schedule-check")
 
 
 def _described(spec: s.ScheduleSpec) -> tuple[str, str]:
@@ -57,7 +63,9 @@ async def check_schedules(
         name = f"{field}.{index}.schedule.{kind}"
         try:
             async with asyncio.timeout(SEARCH_SECONDS):
-                first = await asyncio.to_thread(_first_run, item.schedule, now)
+                first = await asyncio.get_running_loop().run_in_executor(
+                    _searchers, _first_run, item.schedule, now
+                )
         except TimeoutError:
             raise InvalidInput(
                 name, f"{shown}: no run found in {SEARCH_SECONDS:g} s of searching; {expected}"
