@@ -4,9 +4,15 @@ The runner inside a managed run's sandbox and the SDK's run recorder send a
 few kinds of request (read a run, set a state, post batches of task runs and
 logs). Loading httpx and the pydantic schemas for that costs several hundred
 milliseconds of start-up in every run, so these paths speak plain JSON over
-``http.client`` instead, on TCP, TLS or the API's unix socket, with the same
+the standard library instead, on TCP, TLS or the API's unix socket, with the same
 retry rules as the full client: connection failures, 429 and 5xx answers are
 retried with backoff; other errors are raised at once with the API's detail.
+
+It speaks HTTP/1.1 itself (:class:`_Connection`, a request written in one
+send, an answer read by its length or its chunks) rather than through
+``http.client``: that module loads the ``email`` package and ``ssl``, about a
+sixth of a managed run's start-up CPU, for headers this client never needs.
+``ssl`` is loaded only for an ``https`` API.
 
 On TCP the client acknowledges the answer's packets at once (``TCP_QUICKACK``,
 Linux). A server that writes an answer's head and body separately without
@@ -18,7 +24,6 @@ would wait 40 ms for nothing. The option is one system call per request.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import random
 import socket
@@ -38,20 +43,124 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+class BadAnswer(Exception):
+    """The server's answer is not HTTP/1.1 this client can read."""
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
+
+class _Answer:
+    __slots__ = ("body", "keep_alive", "reason", "status")
+
+    def __init__(self, status: int, reason: str, body: bytes, keep_alive: bool) -> None:
+        self.status, self.reason, self.body, self.keep_alive = status, reason, body, keep_alive
+
+
+class _Connection:
+    """One kept-alive HTTP/1.1 connection (TCP, TLS or a unix socket), opened on first use."""
+
+    def __init__(
+        self, *, host: str, port: int | None, uds: str | None, tls: bool, timeout: float
+    ) -> None:
+        self._host, self._uds, self._tls, self._timeout = host, uds, tls, timeout
+        self._port = port or (443 if tls else 80)
+        self._host_header = host if port is None else f"{host}:{port}"
+        self.sock: socket.socket | None = None
+        self._reader: Any = None
+
+    def _connect(self) -> None:
+        if self._uds:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(self._timeout)
+            try:
+                sock.connect(self._uds)
+            except OSError:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection((self._host, self._port), timeout=self._timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tls:
+                import ssl
+
+                try:
+                    sock = ssl.create_default_context().wrap_socket(
+                        sock, server_hostname=self._host
+                    )
+                except OSError:
+                    sock.close()
+                    raise
         self.sock = sock
+        self._reader = sock.makefile("rb")
+
+    def request(
+        self, method: str, target: str, body: bytes | None, headers: dict[str, str]
+    ) -> None:
+        if self.sock is None:
+            self._connect()
+        assert self.sock is not None
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host_header}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines.append(f"Content-Length: {len(body) if body else 0}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.sock.sendall(head + body if body else head)
+
+    def answer(self) -> _Answer:
+        reader = self._reader
+        status_line = reader.readline(65537)
+        if not status_line:
+            raise BadAnswer("the server closed the connection without answering")
+        version, _, rest = status_line.decode("latin-1").rstrip("\r\n").partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/1.") or not code.isdigit():
+            raise BadAnswer(f"not an HTTP/1.1 answer: {status_line[:80]!r}")
+        headers: dict[str, str] = {}
+        while True:
+            line = reader.readline(65537)
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line:
+                raise BadAnswer("the answer's headers end early")
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        keep_alive = headers.get("connection", "").lower() != "close" and version == "HTTP/1.1"
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body = self._chunks()
+        elif "content-length" in headers:
+            body = self._exactly(int(headers["content-length"]))
+        elif int(code) in (204, 304) or 100 <= int(code) < 200:
+            body = b""
+        else:  # no length: the body runs to the end of the connection
+            body, keep_alive = reader.read(), False
+        return _Answer(int(code), reason, body, keep_alive)
+
+    def _exactly(self, size: int) -> bytes:
+        data = self._reader.read(size)
+        if len(data) != size:
+            raise BadAnswer(f"the answer ends after {len(data)} of {size} bytes")
+        return bytes(data)
+
+    def _chunks(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            size_line = self._reader.readline(65537)
+            try:
+                size = int(size_line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise BadAnswer(f"bad chunk size {size_line[:40]!r}") from None
+            if size == 0:
+                while self._reader.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            parts.append(self._exactly(size))
+            self._exactly(2)  # the chunk's CRLF
+
+    def close(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(OSError):
+                self._reader.close()
+        if self.sock is not None:
+            with contextlib.suppress(OSError):
+                self.sock.close()
+        self.sock, self._reader = None, None
 
 
 class WireClient:
@@ -82,7 +191,7 @@ class WireClient:
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._local = threading.local()
-        self._open: set[http.client.HTTPConnection] = set()
+        self._open: set[_Connection] = set()
         self._open_lock = threading.Lock()
 
     @classmethod
@@ -92,15 +201,16 @@ class WireClient:
             raise NotConfigured("no Flowyard server is configured (FLOWYARD_API_URL)")
         return cls(config.api_url, config.api_key, uds=config.uds, **options)
 
-    def _connection(self) -> http.client.HTTPConnection:
-        conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+    def _connection(self) -> _Connection:
+        conn: _Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            if self._uds:
-                conn = _UnixConnection(self._uds, self._timeout)
-            elif self._scheme == "https":
-                conn = http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout)
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+            conn = _Connection(
+                host=self._host,
+                port=self._port,
+                uds=self._uds,
+                tls=self._scheme == "https",
+                timeout=self._timeout,
+            )
             self._local.conn = conn
             with self._open_lock:
                 self._open.add(conn)
@@ -154,9 +264,9 @@ class WireClient:
                 time.sleep(delay * random.uniform(0.5, 1.0))
             try:
                 conn = self._connection()
-                conn.request(method, target, body=payload, headers=self._headers)
+                conn.request(method, target, payload, self._headers)
                 _ack_at_once(conn)
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, BadAnswer) as exc:
                 self._drop_connection()
                 failure = _describe(exc)
                 continue
@@ -168,12 +278,14 @@ class WireClient:
                     self._drop_connection()  # its answer will not be read
                     raise
             try:
-                response = conn.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException) as exc:
+                response = conn.answer()
+            except (OSError, BadAnswer, ValueError) as exc:
                 self._drop_connection()
                 failure = _describe(exc)
                 continue
+            if not response.keep_alive:
+                self._drop_connection()
+            data = response.body
             if response.status in RETRY_STATUSES:
                 failure = f"HTTP {response.status}"
                 continue
@@ -190,7 +302,7 @@ class WireClient:
         raise ServerUnavailable(self.label, failure)
 
 
-def _ack_at_once(conn: http.client.HTTPConnection) -> None:
+def _ack_at_once(conn: _Connection) -> None:
     """Acknowledge the answer's packets as they come (set after sending: sending re-arms the delay)."""
     sock = conn.sock
     if _QUICKACK is None or sock is None or sock.family == socket.AF_UNIX:
