@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
@@ -163,10 +162,16 @@ def _sources(
 def _settings_file(path: Path) -> _Source:
     label = f"settings file {path}"
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return _Source(label, None, None, key_bound_to_url=False)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read settings from {path}: {exc}") from None
+    import tomllib  # only with a file to read: not on a managed run's start-up path
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"cannot read settings from {path}: {exc}") from None
     values = {str(k).lower(): v for k, v in data.items()}
     url, key = values.get("api_url"), values.get("api_key")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -99,10 +98,16 @@ def load_profiles(path: Path | None = None) -> Profiles:
     """Read the profiles file; a missing file is no profiles, a malformed one an error."""
     path = path or profiles_path()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return Profiles()
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read profiles from {path}: {exc}") from None
+    import tomllib  # only with a file to read: not on a managed run's start-up path
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"cannot read profiles from {path}: {exc}") from None
     active = data.get("active")
     tables = data.get("profiles", {})

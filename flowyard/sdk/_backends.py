@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from flowyard.sdk._errors import NoServerConfigured, SDKError
@@ -27,6 +28,8 @@ __all__ = [
     "SERVER_INTEGRATION_MODULE",
     "configured_api_url",
     "ensure_server_integration",
+    "install_deferred",
+    "install_on_first_use",
     "missing_backend",
 ]
 
@@ -34,6 +37,10 @@ SERVER_INTEGRATION_MODULE = "flowyard.client.sdk_integration"
 
 _lock = threading.Lock()
 _checked = False
+# Installers of the variable, secret and deployment backends, run when one is first used
+# (so a flow run that uses none loads none of their modules).
+_deferred: list[Callable[[], None]] = []
+_deferred_lock = threading.Lock()
 _logger = logging.getLogger("flowyard.sdk")
 
 
@@ -121,6 +128,21 @@ def _install() -> None:
         )
         return
     module.install(url)
+
+
+def install_on_first_use(installer: Callable[[], None]) -> None:
+    """Have ``installer`` run when a variable, secret or deployment backend is first needed."""
+    with _deferred_lock:
+        _deferred.append(installer)
+
+
+def install_deferred() -> None:
+    """Run the installers :func:`install_on_first_use` holds (each once)."""
+    with _deferred_lock:
+        pending = list(_deferred)
+        _deferred.clear()
+    for installer in pending:
+        installer()
 
 
 def reset_server_integration() -> None:

@@ -17,7 +17,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from uuid import UUID
 
-from flowyard.sdk._backends import ensure_server_integration, in_async_context, missing_backend
+from flowyard.sdk._backends import (
+    ensure_server_integration,
+    in_async_context,
+    install_deferred,
+    missing_backend,
+)
 from flowyard.sdk._context import flow_run_context
 from flowyard.sdk._ids import new_id, short_key
 from flowyard.sdk._runs import FlowRun, TaskRun
@@ -211,6 +216,8 @@ def set_deployment_backend(backend: DeploymentBackend | None) -> DeploymentBacke
 
 def _require_backend(action: str) -> DeploymentBackend:
     ensure_server_integration()
+    if _backend is None:
+        install_deferred()
     if _backend is None:
         raise missing_backend(action)
     return _backend

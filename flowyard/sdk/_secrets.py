@@ -17,7 +17,12 @@ import threading
 from collections.abc import Coroutine
 from typing import Protocol, runtime_checkable
 
-from flowyard.sdk._backends import ensure_server_integration, in_async_context, missing_backend
+from flowyard.sdk._backends import (
+    ensure_server_integration,
+    in_async_context,
+    install_deferred,
+    missing_backend,
+)
 from flowyard.sdk._errors import ObjectNotFound
 
 __all__ = ["InMemorySecrets", "Secret", "SecretBackend", "set_secret_backend"]
@@ -68,6 +73,8 @@ def set_secret_backend(backend: SecretBackend | None) -> SecretBackend | None:
 
 def _require_backend(action: str) -> SecretBackend:
     ensure_server_integration()
+    if _backend is None:
+        install_deferred()
     if _backend is None:
         raise missing_backend(action)
     return _backend

@@ -17,7 +17,12 @@ from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from flowyard.sdk._backends import ensure_server_integration, in_async_context, missing_backend
+from flowyard.sdk._backends import (
+    ensure_server_integration,
+    in_async_context,
+    install_deferred,
+    missing_backend,
+)
 from flowyard.sdk._errors import ObjectNotFound
 
 __all__ = ["InMemoryVariables", "Variable", "VariableBackend", "set_variable_backend"]
@@ -79,6 +84,8 @@ def set_variable_backend(backend: VariableBackend | None) -> VariableBackend | N
 
 def _require_backend(action: str) -> VariableBackend:
     ensure_server_integration()
+    if _backend is None:
+        install_deferred()
     if _backend is None:
         raise missing_backend(action)
     return _backend
