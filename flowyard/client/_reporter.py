@@ -162,10 +162,18 @@ class ServerReporter:
     """Sends the engine's events to the API from one background thread, in order."""
 
     def __init__(
-        self, client: WireClient, *, interval: float = FLUSH_INTERVAL, durable: bool = False
+        self,
+        client: WireClient,
+        *,
+        interval: float = FLUSH_INTERVAL,
+        durable: bool = False,
+        existing: uuid.UUID | None = None,
     ) -> None:
         self._client = client
         self._durable = durable
+        # The flow run of a managed run: the server made it and moved it to PENDING,
+        # so its start is not a create (one request fewer for every managed run).
+        self._existing = existing
         self._interval = interval
         # Events, and flush marks, in emission order. Emitting appends without a
         # lock (a deque's append is atomic): the lock is for waking the thread.
@@ -309,8 +317,11 @@ class ServerReporter:
             elif isinstance(event, rep.TaskRunCreated):
                 self._task_created(event)
             elif isinstance(event, rep.FlowRunStarted):
-                self._post(batch)
-                self._pending_create[event.flow_run_id] = event
+                if event.flow_run_id == self._existing:
+                    self._flow_states.setdefault(event.flow_run_id, StateType.PENDING)
+                else:
+                    self._post(batch)
+                    self._pending_create[event.flow_run_id] = event
             if batch.size >= BATCH_SIZE:
                 self._post(batch)
         rounds = 0

@@ -20,6 +20,7 @@ import logging
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -71,8 +72,11 @@ def install(api_url: str) -> None:
         # Inside a managed run nothing may be dropped: hold events through a
         # server restart. A script run by hand stops recording instead of
         # making the user wait on a server that is down.
-        managed = bool(os.environ.get("FLOWYARD_RUN_ID"))
-        reporter = ServerReporter(WireClient.from_config(), durable=managed)
+        run_id = os.environ.get("FLOWYARD_RUN_ID")
+        managed = bool(run_id)
+        reporter = ServerReporter(
+            WireClient.from_config(), durable=managed, existing=_uuid_or_none(run_id)
+        )
         clients = _LazyClient()
         rep.set_reporter(reporter)
         if managed:
@@ -81,6 +85,13 @@ def install(api_url: str) -> None:
         _clients.append(clients)
         install_on_first_use(lambda: _install_backends(reporter, clients))
         logger.debug("recording flow runs at %s", api_url)
+
+
+def _uuid_or_none(text: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text) if text else None
+    except ValueError:
+        return None
 
 
 def _install_backends(reporter: ServerReporter, clients: _LazyClient) -> None:

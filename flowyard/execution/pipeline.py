@@ -52,6 +52,8 @@ CANCEL_GRACE_SECONDS = 10.0
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 # A run's own local services (a test server it starts, say) are not the proxy's business.
 NO_PROXY = "localhost,127.0.0.1,::1"
+# Past this, the runner reads its run from the API (a variable must fit an exec's limits).
+RUN_CONTEXT_MAX_BYTES = 32 * 1024
 
 
 class UserInputError(FlowyardError):
@@ -314,6 +316,9 @@ class RunPipeline:
                 "PYTHONDONTWRITEBYTECODE": "1",
             }
         )
+        context = _run_context(job)
+        if context is not None:
+            env["FLOWYARD_RUN_CONTEXT"] = context
         try:
             network = sb.NetworkMode(str(jv.get("network", "none")))
         except ValueError:
@@ -473,3 +478,26 @@ class RunPipeline:
             )
         except Exception:
             logger.exception("run %s: could not record its end (%s)", job.run_id, message)
+
+
+def _run_context(job: RunJob) -> str | None:
+    """What the runner would otherwise read from the API first: its run's name and parameters.
+
+    ``None`` when unknown or too large for an environment variable; the runner
+    then asks the API.
+    """
+    if job.run_name is None:
+        return None
+    import json
+
+    text = json.dumps(
+        {
+            "name": job.run_name,
+            "parameters": dict(job.parameters),
+            "deployment_id": str(job.deployment_id) if job.deployment_id else None,
+            "deployment_name": job.deployment_name,
+        },
+        separators=(",", ":"),
+        default=str,
+    )
+    return text if len(text.encode()) <= RUN_CONTEXT_MAX_BYTES else None

@@ -3,9 +3,11 @@
 Contract with the pipeline (environment variables):
 ``FLOWYARD_RUN_ID`` the flow run to execute; ``FLOWYARD_API_URL`` and
 ``FLOWYARD_API_KEY`` the API (a unix socket) and a token scoped to this run;
-``FLOWYARD_ENTRYPOINT`` ``path/to/file.py:function``; and
+``FLOWYARD_ENTRYPOINT`` ``path/to/file.py:function``;
 ``FLOWYARD_WORKING_DIRECTORY`` relative to the current directory (the
-checkout). The SDK's server integration records the run's states, task runs
+checkout); and, unless too large, ``FLOWYARD_RUN_CONTEXT``, JSON of the run's
+name, parameters and deployment (without it the runner reads them from the
+API first). The SDK's server integration records the run's states, task runs
 and logs, batched, and flushes before the flow call returns.
 
 Started as a warm standby (``FLOWYARD_STANDBY`` names a FIFO in its /tmp),
@@ -21,6 +23,7 @@ could not reach the API at all.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -72,8 +75,6 @@ def _stand_by(fifo: Path) -> bool:
     need it (a flow of plain types never does). Loading more here would make the
     first log line of such a run no sooner, and every standby cost more CPU.
     """
-    import json
-
     import flowyard.client._errors
     import flowyard.client._wire
     import flowyard.client.sdk_integration
@@ -93,16 +94,21 @@ def _stand_by(fifo: Path) -> bool:
 def _run(client: WireClient, run_id: uuid.UUID, entrypoint: str, workdir: Path) -> int:
     from flowyard.client._errors import ClientError
 
-    try:
-        run: dict[str, Any] = client.get(f"/flow-runs/{run_id}")
-        deployment_id = run.get("deployment_id")
-        # The API names it FLOW/DEPLOYMENT; runtime.deployment.name is the deployment's own.
-        deployment_name = (run.get("deployment_name") or "").rpartition("/")[2] or None
-        if deployment_id and not deployment_name:
-            deployment_name = client.get(f"/deployments/{deployment_id}")["name"]
-    except ClientError as exc:
-        print(f"runner: cannot reach the API: {exc}", file=sys.stderr, flush=True)
-        return EXIT_UNREACHABLE
+    context = os.environ.pop("FLOWYARD_RUN_CONTEXT", None)
+    if context is not None:  # what the pipeline already knew: no request before the flow
+        run: dict[str, Any] = json.loads(context)
+        deployment_id, deployment_name = run.get("deployment_id"), run.get("deployment_name")
+    else:
+        try:
+            run = client.get(f"/flow-runs/{run_id}")
+            deployment_id = run.get("deployment_id")
+            # The API names it FLOW/DEPLOYMENT; runtime.deployment.name is the deployment's own.
+            deployment_name = (run.get("deployment_name") or "").rpartition("/")[2] or None
+            if deployment_id and not deployment_name:
+                deployment_name = client.get(f"/deployments/{deployment_id}")["name"]
+        except ClientError as exc:
+            print(f"runner: cannot reach the API: {exc}", file=sys.stderr, flush=True)
+            return EXIT_UNREACHABLE
 
     from flowyard.sdk import run_flow
     from flowyard.sdk._entrypoints import load_flow_from_entrypoint

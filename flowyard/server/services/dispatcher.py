@@ -97,6 +97,8 @@ async def _job_for(
             pull_steps=tuple(dep.pull_steps),
             parameters=dict(run.parameters),
             claimed_at=claimed_at,
+            run_name=run.name,
+            deployment_id=run.deployment_id,
         )
 
 
