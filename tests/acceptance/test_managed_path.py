@@ -322,7 +322,7 @@ def test_watch_in_a_terminal_shows_live_logs_and_the_final_state(
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
     assert "EXIT=0" in screen, screen
-    assert "State: RUNNING" in screen
+    assert "State: RUNNING" in screen, screen
     assert "six 1." in screen
     assert "loaded total=10" in screen
     assert "finished in state COMPLETED" in screen

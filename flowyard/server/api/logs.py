@@ -143,17 +143,29 @@ def _state_data(state: logs.RunState) -> str:
 
 
 async def _poll(
-    db: Database, run_id: uuid.UUID, cursor: int | None, level: int | None
-) -> tuple[logs.RunState | None, list[m.Log], bool]:
-    """The run's state, then its lines past the cursor, in one short transaction."""
+    db: Database,
+    run_id: uuid.UUID,
+    cursor: int | None,
+    level: int | None,
+    sent: logs.RunState | None,
+) -> tuple[logs.RunState | None, list[logs.RunState], list[m.Log], bool]:
+    """The run's state, the states it went through since ``sent``, then its lines past
+    the cursor, in one short transaction."""
     async with db.read_session() as session:
         state = await logs.run_state(session, run_id)
         if state is None:
-            return None, [], False
+            return None, [], [], False
+        changes: list[logs.RunState] = []
+        if sent is None:
+            changes = [state]
+        elif state.state_id != sent.state_id:
+            # Every state since the last one sent, not just the latest: a run can go
+            # RUNNING and COMPLETED between two polls, and a watcher shows both.
+            changes = await logs.states_since(session, run_id, sent.timestamp) or [state]
         rows, more = await logs.logs_after(
             session, run_id, after=cursor, limit=FOLLOW_BATCH, level=level
         )
-        return state, rows, more
+        return state, changes, rows, more
 
 
 async def _stream(
@@ -169,7 +181,7 @@ async def _stream(
         while True:
             waiter.clear()  # before reading: a commit during the read wakes the next wait
             try:
-                state, rows, more = await _poll(db, run_id, cursor, level)
+                state, changes, rows, more = await _poll(db, run_id, cursor, level, sent)
             except SQLAlchemyError:
                 logger.exception("log follow of flow run %s stopped by a database error", run_id)
                 yield _event("error", json.dumps({"detail": "the database is unavailable"}))
@@ -178,12 +190,17 @@ async def _stream(
                 yield _event("end", json.dumps({"state": None, "reason": "flow run deleted"}))
                 return
             out = []
-            if state != sent:
-                out.append(_event("state", _state_data(state)))
-                sent = state
+            # States and lines in the order they happened; a state later than this
+            # page's last line waits for the lines before it (when more are to come).
             for row in rows:
+                while changes and changes[0].timestamp <= row.timestamp:
+                    sent = changes.pop(0)
+                    out.append(_event("state", _state_data(sent)))
                 out.append(_event("log", s.Log.model_validate(row).model_dump_json(), row.id))
                 cursor = row.id
+            if not more:
+                for sent in changes:
+                    out.append(_event("state", _state_data(sent)))
             if out:
                 yield b"".join(out)
                 last_output = time.monotonic()

@@ -223,6 +223,20 @@ class RunState:
     timestamp: datetime
 
 
+async def states_since(
+    session: AsyncSession, flow_run_id: uuid.UUID, after: datetime
+) -> list[RunState]:
+    """The run's states recorded after ``after``, oldest first. No access check."""
+    t = m.FlowRunState
+    query = (
+        select(t.id, t.type, t.name, t.message, t.timestamp)
+        .where(t.flow_run_id == flow_run_id, t.timestamp > after)
+        .order_by(t.timestamp, t.id)
+    )
+    rows = (await session.execute(query)).all()
+    return [RunState(r[0], StateType(r[1]), r[2], r[3] or "", r[4]) for r in rows]
+
+
 async def run_state(session: AsyncSession, flow_run_id: uuid.UUID) -> RunState | None:
     """The run's current state, or None once it is deleted. No access check."""
     r = m.FlowRun

@@ -453,3 +453,27 @@ async def test_draining_closes_open_streams_without_an_end_event(
         with pytest.raises(AssertionError, match="ended without another event"):
             await reader.next()
     await eventually(lambda: logs_ops.follower_count(uuid.UUID(run)) == 0)
+
+
+async def test_a_follower_sees_every_state_even_those_between_two_of_its_polls(
+    client: httpx.AsyncClient, admin_key: str, live_api: str
+) -> None:
+    run = await new_run(client)
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    async with (
+        httpx.AsyncClient(base_url=live_api, headers=headers, timeout=20) as http,
+        http.stream("GET", f"/flow-runs/{run}/logs/follow") as response,
+    ):
+        reader = EventReader(response)
+        assert json.loads((await reader.next()).data)["type"] == "RUNNING"
+        # Two changes back to back: the follower, asleep until its next poll, finds both.
+        for state in ("CANCELLING", "CANCELLED"):
+            r = await client.post(f"/flow-runs/{run}/state", json={"type": state})
+            assert r.json()["status"] == "ACCEPT", r.text
+        await post_lines(client, line(run, "after the end"))
+        rest = await reader.until("end")
+    assert [json.loads(e.data)["type"] for e in rest if e.name == "state"] == [
+        "CANCELLING",
+        "CANCELLED",
+    ]
+    assert messages(rest) == ["after the end"]
