@@ -399,3 +399,33 @@ def test_a_recorder_whose_server_keeps_up_sends_few_large_batches(
     # 1,000 events make a batch worth sending: not one request per few task runs.
     assert len(batches) <= 3
     assert received[-1][0] == f"/api/flow-runs/{run}/state"
+
+
+def test_the_run_a_managed_run_was_started_for_is_not_created_again(
+    api: ThreadingHTTPServer,
+) -> None:
+    host, port = api.server_address[:2]
+    client = WireClient(f"http://{host!s}:{port}/api", "fyr_x", attempts=0)
+    run = uuid.uuid4()
+    reporter = ServerReporter(client, interval=0.01, durable=True, existing=run)
+    started = rep.FlowRunStarted(
+        run, "brave-fox", "etl", None, {}, None, None, frozenset(), uuid.uuid4(), at(0)
+    )
+    events: list[rep.Event] = [
+        started,
+        _flow_state(run, StateType.PENDING, 0),  # the server moved it there already
+        _flow_state(run, StateType.RUNNING, 1),
+        _flow_state(run, StateType.COMPLETED, 2),
+    ]
+    try:
+        for event in events:
+            reporter.emit(event)
+        reporter.flush(timeout=30)
+    finally:
+        reporter.close()
+        client.close()
+    received: list[tuple[str, dict[str, Any]]] = api.received  # type: ignore[attr-defined]
+    assert [(path, body["type"]) for path, body in received] == [
+        (f"/api/flow-runs/{run}/state", "RUNNING"),
+        (f"/api/flow-runs/{run}/state", "COMPLETED"),
+    ]
