@@ -105,6 +105,7 @@ def assign(standby: Standby, env: Mapping[str, str]) -> None:
     :data:`WARMING_SECONDS`: it is further along than a cold start would be.
     """
     deadline = time.monotonic() + WARMING_SECONDS
+    pause = 0.005
     while True:
         try:
             fd = os.open(standby.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -115,7 +116,8 @@ def assign(standby: Standby, env: Mapping[str, str]) -> None:
             )
             if not alive or time.monotonic() > deadline:
                 raise SandboxError(f"the standby sandbox is not waiting: {exc.strerror}") from None
-            time.sleep(0.01)
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.05)  # a long wait (a busy host) polls less often
     try:
         os.set_blocking(fd, True)
         data = json.dumps({"env": dict(env)}).encode()
