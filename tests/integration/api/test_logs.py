@@ -5,6 +5,7 @@ import json
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -334,6 +335,18 @@ class EventReader:
                 return seen
 
 
+@asynccontextmanager
+async def following(live_api: str, run: str, key: str) -> AsyncIterator[EventReader]:
+    """A live follow stream of the run's log, read event by event."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with (
+        httpx.AsyncClient(base_url=live_api, headers=headers, timeout=20) as http,
+        http.stream("GET", f"/flow-runs/{run}/logs/follow") as response,
+    ):
+        assert response.status_code == 200
+        yield EventReader(response)
+
+
 def messages(events: list[Event]) -> list[str]:
     return [json.loads(e.data)["message"] for e in events if e.name == "log"]
 
@@ -406,12 +419,7 @@ async def test_an_idle_stream_sends_heartbeats_and_stops_following_when_closed(
 ) -> None:
     monkeypatch.setattr(logs_api, "HEARTBEAT_SECONDS", 0.0)
     run = await new_run(client)
-    headers = {"Authorization": f"Bearer {admin_key}"}
-    async with (
-        httpx.AsyncClient(base_url=live_api, headers=headers, timeout=20) as http,
-        http.stream("GET", f"/flow-runs/{run}/logs/follow") as response,
-    ):
-        reader = EventReader(response)
+    async with following(live_api, run, admin_key) as reader:
         await reader.next()  # the state
         async with asyncio.timeout(20):
             async for text in reader.lines:
@@ -426,12 +434,7 @@ async def test_a_deleted_run_ends_its_stream(
     client: httpx.AsyncClient, admin_key: str, live_api: str
 ) -> None:
     run = await new_run(client, state={"type": "SCHEDULED"})
-    headers = {"Authorization": f"Bearer {admin_key}"}
-    async with (
-        httpx.AsyncClient(base_url=live_api, headers=headers, timeout=20) as http,
-        http.stream("GET", f"/flow-runs/{run}/logs/follow") as response,
-    ):
-        reader = EventReader(response)
+    async with following(live_api, run, admin_key) as reader:
         assert json.loads((await reader.next()).data)["type"] == "SCHEDULED"
         assert (await client.delete(f"/flow-runs/{run}")).status_code == 204
         events = await reader.until("end")
@@ -442,12 +445,7 @@ async def test_draining_closes_open_streams_without_an_end_event(
     client: httpx.AsyncClient, admin_key: str, live_api: str
 ) -> None:
     run = await new_run(client)
-    headers = {"Authorization": f"Bearer {admin_key}"}
-    async with (
-        httpx.AsyncClient(base_url=live_api, headers=headers, timeout=20) as http,
-        http.stream("GET", f"/flow-runs/{run}/logs/follow") as response,
-    ):
-        reader = EventReader(response)
+    async with following(live_api, run, admin_key) as reader:
         assert (await reader.next()).name == "state"
         logs_ops.drain()
         with pytest.raises(AssertionError, match="ended without another event"):
@@ -459,12 +457,7 @@ async def test_a_follower_sees_every_state_even_those_between_two_of_its_polls(
     client: httpx.AsyncClient, admin_key: str, live_api: str
 ) -> None:
     run = await new_run(client)
-    headers = {"Authorization": f"Bearer {admin_key}"}
-    async with (
-        httpx.AsyncClient(base_url=live_api, headers=headers, timeout=20) as http,
-        http.stream("GET", f"/flow-runs/{run}/logs/follow") as response,
-    ):
-        reader = EventReader(response)
+    async with following(live_api, run, admin_key) as reader:
         assert json.loads((await reader.next()).data)["type"] == "RUNNING"
         # Two changes back to back: the follower, asleep until its next poll, finds both.
         for state in ("CANCELLING", "CANCELLED"):
