@@ -62,7 +62,8 @@ class _Connection:
     ) -> None:
         self._host, self._uds, self._tls, self._timeout = host, uds, tls, timeout
         self._port = port or (443 if tls else 80)
-        self._host_header = host if port is None else f"{host}:{port}"
+        named = f"[{host}]" if ":" in host else host  # an IPv6 address goes in brackets
+        self._host_header = named if port is None else f"{named}:{port}"
         self.sock: socket.socket | None = None
         self._reader: Any = None
 

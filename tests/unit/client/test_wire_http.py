@@ -172,3 +172,15 @@ def test_an_answer_that_is_not_http_ends_as_unavailable_after_the_retries(
 
     with pytest.raises(ServerUnavailable, match=r"not an HTTP/1\.1 answer"):
         client.get("/flow-runs/x")
+
+
+def test_the_host_header_names_an_ipv6_api_in_brackets() -> None:
+    from flowyard.client._wire import _Connection
+
+    def host_header(host: str, port: int | None) -> str:
+        conn = _Connection(host=host, port=port, uds=None, tls=False, timeout=1)
+        return conn._host_header
+
+    assert host_header("::1", 4200) == "[::1]:4200"
+    assert host_header("api.example.com", None) == "api.example.com"
+    assert host_header("127.0.0.1", 4200) == "127.0.0.1:4200"
