@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowyard.client._errors import ClientError, NotFoundError
 from flowyard.client._reporter import HEARTBEAT_SECONDS, TERMINAL, jsonable
+from flowyard.client.sdk_integration import ServerBacked
 from flowyard.sdk._deployments import (
     DeploymentRef,
     DeploymentSpec,
@@ -192,15 +193,8 @@ def _schedules(spec: DeploymentSpec) -> list[dep.DeploymentScheduleCreate]:
     return out
 
 
-class ApiDeployments:
+class ApiDeployments(ServerBacked):
     """Deployments applied to and run on the server."""
-
-    def __init__(self, clients: Callable[[], SyncClient]) -> None:
-        self._clients = clients
-
-    @property
-    def _client(self) -> SyncClient:
-        return self._clients()
 
     def apply(self, spec: DeploymentSpec) -> DeploymentRef:
         from flowyard.schemas import deployments as dep

@@ -171,8 +171,8 @@ def uninstall() -> None:
 # -- reporting --------------------------------------------------------------------------
 
 
-class ApiVariables:
-    """Variables stored on the server."""
+class ServerBacked:
+    """A backend that reaches the server through the full client, built on first use."""
 
     def __init__(self, clients: Callable[[], SyncClient]) -> None:
         self._clients = clients
@@ -180,6 +180,10 @@ class ApiVariables:
     @property
     def _client(self) -> SyncClient:
         return self._clients()
+
+
+class ApiVariables(ServerBacked):
+    """Variables stored on the server."""
 
     def get(self, name: str) -> JSONValue:
         try:
@@ -208,15 +212,8 @@ class ApiVariables:
         return True
 
 
-class ApiSecrets:
+class ApiSecrets(ServerBacked):
     """Secrets stored (encrypted) on the server."""
-
-    def __init__(self, clients: Callable[[], SyncClient]) -> None:
-        self._clients = clients
-
-    @property
-    def _client(self) -> SyncClient:
-        return self._clients()
 
     def read(self, name: str) -> str:
         try:
@@ -235,15 +232,8 @@ class ApiSecrets:
         self._client.set_secret(name, value)
 
 
-class ApiResultStore:
+class ApiResultStore(ServerBacked):
     """Task and flow results on the server: what caching across managed runs reads."""
-
-    def __init__(self, clients: Callable[[], SyncClient]) -> None:
-        self._clients = clients
-
-    @property
-    def _client(self) -> SyncClient:
-        return self._clients()
 
     def read(self, key: str) -> ResultRecord | None:
         try:

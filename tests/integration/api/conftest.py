@@ -78,23 +78,26 @@ async def make_pool(
     return body
 
 
+async def post_deployment(client: httpx.AsyncClient, **fields: object) -> httpx.Response:
+    """POST /deployments for etl/daily (entrypoint flows/etl.py:etl) with ``fields``."""
+    body = {"flow_name": "etl", "name": "daily", "entrypoint": "flows/etl.py:etl", **fields}
+    return await client.post("/deployments", json=body)
+
+
 async def make_deployment(
     client: httpx.AsyncClient, pool: str | None = "pool", **fields: object
 ) -> dict[str, object]:
-    body = {
-        "flow_name": "etl",
-        "name": "daily",
-        "entrypoint": "flows/etl.py:etl",
-        "source": {"kind": "git", "url": "https://example.com/org/repo.git", "branch": "main"},
-        "work_pool_name": pool,
-        "parameter_schema": {
+    r = await post_deployment(
+        client,
+        source={"kind": "git", "url": "https://example.com/org/repo.git", "branch": "main"},
+        work_pool_name=pool,
+        parameter_schema={
             "type": "object",
             "properties": {"n": {"type": "integer", "default": 1}, "name": {"type": "string"}},
             "required": ["n"],
         },
         **fields,
-    }
-    r = await client.post("/deployments", json=body)
+    )
     assert r.status_code == 200, r.text
     out: dict[str, object] = r.json()
     return out

@@ -19,6 +19,7 @@ from tests.integration.api.conftest import (
     make_pool,
     make_workspace_key,
 )
+from tests.integration.api.test_task_runs import new_run, run_token
 
 
 async def test_requests_without_a_key_are_401_with_a_clear_message(
@@ -163,27 +164,18 @@ async def test_a_run_token_acts_only_on_its_own_run(
 async def test_a_tampered_run_token_is_refused(
     client: httpx.AsyncClient, client_for: ClientFactory
 ) -> None:
-    await make_pool(client)
-    dep = await make_deployment(client)
-    run = (
-        await client.post(f"/deployments/{dep['id']}/runs", json={"parameters": {"n": 1}})
-    ).json()
-    token = (await client.post(f"/flow-runs/{run['id']}/token")).json()["token"]
+    run = await new_run(client)
+    token = await run_token(client, run)
     forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     async with client_for(forged) as runner:
-        assert (await runner.get(f"/flow-runs/{run['id']}")).status_code == 401
+        assert (await runner.get(f"/flow-runs/{run}")).status_code == 401
 
 
 @pytest.mark.parametrize("tail", ["\xe9", "sig\xff", "x\xa0y"])
 async def test_a_run_token_with_a_non_ascii_signature_is_401_not_500(
     client: httpx.AsyncClient, client_for: ClientFactory, tail: str
 ) -> None:
-    await make_pool(client)
-    dep = await make_deployment(client)
-    run = (
-        await client.post(f"/deployments/{dep['id']}/runs", json={"parameters": {"n": 1}})
-    ).json()
-    token = (await client.post(f"/flow-runs/{run['id']}/token")).json()["token"]
+    token = await run_token(client, await new_run(client))
     forged = token.rsplit("_", 1)[0] + "_" + tail
     async with client_for(None) as anonymous:
         header = f"Bearer {forged}".encode("latin-1")

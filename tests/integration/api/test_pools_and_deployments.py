@@ -12,6 +12,7 @@ from tests.integration.api.conftest import (
     make_deployment,
     make_pool,
     make_workspace_key,
+    post_deployment,
 )
 
 
@@ -227,16 +228,7 @@ async def test_a_parameter_schema_whose_refs_do_not_resolve_is_422(
     client: httpx.AsyncClient, parameter_schema: dict[str, object], words: str
 ) -> None:
     await make_pool(client)
-    r = await client.post(
-        "/deployments",
-        json={
-            "flow_name": "etl",
-            "name": "daily",
-            "entrypoint": "flows/etl.py:etl",
-            "work_pool_name": "pool",
-            "parameter_schema": parameter_schema,
-        },
-    )
+    r = await post_deployment(client, work_pool_name="pool", parameter_schema=parameter_schema)
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["field"] == "parameters"
     assert words in r.json()["detail"]
@@ -267,15 +259,7 @@ async def test_a_parameter_schema_never_makes_the_server_fetch_a_url(
     url = f"http://127.0.0.1:{server.server_address[1]}/schema.json"
     try:
         await make_pool(client)
-        r = await client.post(
-            "/deployments",
-            json={
-                "flow_name": "etl",
-                "name": "daily",
-                "entrypoint": "flows/etl.py:etl",
-                "parameter_schema": {"$ref": url},
-            },
-        )
+        r = await post_deployment(client, parameter_schema={"$ref": url})
     finally:
         server.shutdown()
         server.server_close()
@@ -287,14 +271,8 @@ async def test_a_parameter_schema_never_makes_the_server_fetch_a_url(
 async def test_an_interval_anchor_utc_cannot_hold_is_422(client: httpx.AsyncClient) -> None:
     await make_pool(client)
     anchor = "0001-01-01T00:00:00+05:00"
-    r = await client.post(
-        "/deployments",
-        json={
-            "flow_name": "etl",
-            "name": "daily",
-            "entrypoint": "flows/etl.py:etl",
-            "schedules": [{"schedule": {"interval": 60, "anchor_date": anchor}}],
-        },
+    r = await post_deployment(
+        client, schedules=[{"schedule": {"interval": 60, "anchor_date": anchor}}]
     )
     assert r.status_code == 422, r.text
     assert "out of the supported time range" in r.text

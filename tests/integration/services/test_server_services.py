@@ -7,16 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from flowyard.schemas import deployments as ds
-from flowyard.schemas import work_pools as wp
-from flowyard.schemas.flow_runs import FlowRunCreate
 from flowyard.schemas.states import StateType
 from flowyard.server import services
 from flowyard.server.context import ServerContext
 from flowyard.server.db import Database
 from flowyard.server.db import models as m
 from flowyard.server.keys import ServerKeys
-from flowyard.server.ops import deployments, flow_runs, work_pools
 from flowyard.server.ops.auth import Principal
 from flowyard.server.services import (
     default_services,
@@ -25,7 +21,7 @@ from flowyard.server.services import (
     scheduler_service,
 )
 from flowyard.settings import Settings
-from tests.integration.services.conftest import deploy, runs_of, schedule
+from tests.integration.services.conftest import deploy, managed_runs, runs_of, schedule
 
 HANG = 20.0
 
@@ -91,21 +87,10 @@ async def test_a_run_created_while_the_dispatcher_waits_out_its_start_delay_is_c
     await ctx.start()
     try:
         await asyncio.sleep(0.2)  # the dispatcher is waiting now
-        async with db.session() as session:
-            await work_pools.create_work_pool(session, principal, wp.WorkPoolCreate(name="managed"))
-            deployment = await deployments.upsert_deployment(
-                session,
-                principal,
-                ds.DeploymentCreate(
-                    flow_name="etl", name="now", entrypoint="etl.py:etl", work_pool_name="managed"
-                ),
-            )
-            run, _ = await flow_runs.create_flow_run(
-                session, principal, deployment.id, FlowRunCreate()
-            )
+        [run_id] = await managed_runs(db, principal, 1)  # one commit: the signal
         for _ in range(int(HANG / 0.05)):
             async with db.session() as session:
-                current = await session.get(m.FlowRun, run.id)
+                current = await session.get(m.FlowRun, run_id)
                 assert current is not None
                 state = current.state_type
             if state != StateType.SCHEDULED.value:
