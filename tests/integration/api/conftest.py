@@ -87,17 +87,16 @@ async def post_deployment(client: httpx.AsyncClient, **fields: object) -> httpx.
 async def make_deployment(
     client: httpx.AsyncClient, pool: str | None = "pool", **fields: object
 ) -> dict[str, object]:
-    r = await post_deployment(
-        client,
-        source={"kind": "git", "url": "https://example.com/org/repo.git", "branch": "main"},
-        work_pool_name=pool,
-        parameter_schema={
+    defaults: dict[str, object] = {
+        "source": {"kind": "git", "url": "https://example.com/org/repo.git", "branch": "main"},
+        "work_pool_name": pool,
+        "parameter_schema": {
             "type": "object",
             "properties": {"n": {"type": "integer", "default": 1}, "name": {"type": "string"}},
             "required": ["n"],
         },
-        **fields,
-    )
+    }
+    r = await post_deployment(client, **{**defaults, **fields})  # fields override the defaults
     assert r.status_code == 200, r.text
     out: dict[str, object] = r.json()
     return out
