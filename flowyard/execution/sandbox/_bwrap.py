@@ -48,6 +48,9 @@ HOSTNAME = "flowyard"
 # the pipe (whose owner is root); then stdin is /dev/null.
 ENV_LOADER = 'unset PWD; set -a; eval "$(/bin/cat)"; set +a; exec </dev/null; exec "$@"'
 PRELUDE_FAILED_EXIT = 125
+# What a zygote needs to enter a run's namespaces (SYS_ADMIN, SYS_CHROOT) and to make
+# the run's process the sandbox user (SETUID, SETGID, SETPCAP for the bounding set).
+ZYGOTE_CAPS = ("CAP_SYS_ADMIN", "CAP_SYS_CHROOT", "CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP")
 
 
 @dataclass(frozen=True)
@@ -77,27 +80,8 @@ def bwrap_options(spec: SandboxSpec, mounts: Mounts, *, status_fd: int) -> list[
     args += ["--cap-drop", "ALL"]
     for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP"):
         args += ["--cap-add", cap]
-    args += system_dirs_args()
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    dirs = _Dirs(args)
-    dirs.make("/etc")
-    for name in ETC_ENTRIES:
-        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    args += [
-        "--ro-bind",
-        str(mounts.passwd),
-        "/etc/passwd",
-        "--ro-bind",
-        str(mounts.group),
-        "/etc/group",
-    ]
-    _runtime_args(dirs, mounts.runtime)
-    if mounts.environment is not None:
-        _environment_args(dirs, mounts.environment, mounts.runtime)
-    if spec.sdk_dir is not None:
-        dirs.bind(spec.sdk_dir, SDK_PATH)
-    for bind in spec.ro_binds:
-        dirs.bind(bind.source, bind.target)
+    dirs = _system_args(args, mounts)
+    _python_args(dirs, spec, mounts)
     if mounts.api_socket_dir is not None:
         dirs.bind(mounts.api_socket_dir, API_SOCKET_DIR)
     elif spec.api_socket is not None:
@@ -108,6 +92,28 @@ def bwrap_options(spec: SandboxSpec, mounts: Mounts, *, status_fd: int) -> list[
         dirs.bind(spec.egress_proxy_socket, EGRESS_SOCKET_PATH)
     args += ["--bind", str(mounts.work_dir), WORK_PATH, "--bind", str(mounts.tmp_dir), TMP_PATH]
     args += ["--remount-ro", "/", "--chdir", WORK_PATH]
+    return args
+
+
+def zygote_options(spec: SandboxSpec, mounts: Mounts, env: Mapping[str, str]) -> list[str]:
+    """Options for a zygote's bubblewrap: a run's Python layout, root with :data:`ZYGOTE_CAPS`.
+
+    No pid namespace (it enters runs' pid namespaces, which must be below its
+    own), no network, no work dir; ``env`` is all it starts with. Not
+    ``--die-with-parent``: that follows the thread that started it; the zygote
+    exits when its socket to the server closes instead.
+    """
+    args = ["--unshare-ipc", "--unshare-uts", "--unshare-net"]
+    args += ["--hostname", HOSTNAME, "--clearenv"]
+    for name, value in env.items():
+        args += ["--setenv", name, value]
+    args += ["--cap-drop", "ALL"]
+    for cap in ZYGOTE_CAPS:
+        args += ["--cap-add", cap]
+    dirs = _system_args(args, mounts)
+    _python_args(dirs, spec, mounts)
+    dirs.make(WORK_PATH)
+    args += ["--remount-ro", "/", "--chdir", "/"]
     return args
 
 
@@ -141,6 +147,36 @@ def account_files(uid: int, gid: int) -> tuple[str, str]:
     )
     group = f"root:x:0:\nflowyard:x:{gid}:\n"
     return passwd, group
+
+
+def _system_args(args: list[str], mounts: Mounts) -> _Dirs:
+    """The host's system dirs, /proc, /dev and the few /etc files a run sees."""
+    args += system_dirs_args()
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    dirs = _Dirs(args)
+    dirs.make("/etc")
+    for name in ETC_ENTRIES:
+        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    args += [
+        "--ro-bind",
+        str(mounts.passwd),
+        "/etc/passwd",
+        "--ro-bind",
+        str(mounts.group),
+        "/etc/group",
+    ]
+    return dirs
+
+
+def _python_args(dirs: _Dirs, spec: SandboxSpec, mounts: Mounts) -> None:
+    """The runtime, the environment, the SDK and the operator's read-only binds."""
+    _runtime_args(dirs, mounts.runtime)
+    if mounts.environment is not None:
+        _environment_args(dirs, mounts.environment, mounts.runtime)
+    if spec.sdk_dir is not None:
+        dirs.bind(spec.sdk_dir, SDK_PATH)
+    for bind in spec.ro_binds:
+        dirs.bind(bind.source, bind.target)
 
 
 def _runtime_args(dirs: _Dirs, runtime: RuntimeView) -> None:

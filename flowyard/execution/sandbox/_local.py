@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,13 +76,28 @@ from flowyard.execution.sandbox._standby import (
     Standby,
     Standbys,
     assign,
+    startup_env,
 )
 from flowyard.execution.sandbox._storage import ImagePool
+from flowyard.execution.sandbox._zygotes import (
+    BOOT,
+    EXIT_FIFO,
+    HOLDER,
+    MAX_ZYGOTES,
+    READY_FIFO,
+    RunRequest,
+    Zygote,
+    Zygotes,
+    make_fifos,
+)
+from flowyard.execution.sandbox._zygotes import Key as ZygoteKey
 
 logger = logging.getLogger(__name__)
 
 # bubblewrap's outer process and its pid-1 reaper count against pids.max too.
 SANDBOX_PROCESSES = 2
+# A run a zygote forks has two more of ours: the holder and the zygote's child.
+ZYGOTE_PROCESSES = 2
 CGROUP_PREFIX = "flowyard-run-"
 _LOCK_WAIT_SECONDS = 5.0
 
@@ -114,6 +130,7 @@ class LocalSandbox:
         runs_memory_bytes: int | None = None,
         runs_cgroup: str = RUNS_PARENT,
         standbys: int = MAX_STANDBYS,
+        zygotes: int = MAX_ZYGOTES,
     ) -> None:
         if isolation not in ("strict", "none"):
             raise SandboxError(f"isolation must be 'strict' or 'none', not {isolation!r}")
@@ -122,6 +139,7 @@ class LocalSandbox:
         self._uid, self._gid = uid, gid
         self._runtimes: dict[tuple[Path, int], RuntimeView] = {}
         self._environments: dict[tuple[Path, Path | None, int], EnvironmentView] = {}
+        self._views_lock = threading.Lock()  # runs and zygotes prepare views on threads
         self.reclaimed: tuple[str, ...] = ()
         self._caps = capabilities or probe_host(cgroup_parent, sandbox_uid=uid)
         self._lock = _lock_state_dir(state_dir)
@@ -132,6 +150,7 @@ class LocalSandbox:
         self._budget: RunsBudget | None = None
         self._adoptable: dict[str, RunRecord] = {}
         self._standbys: Standbys | None = None
+        self._zygotes: Zygotes | None = None
         if isolation == "none":
             logger.warning("sandbox isolation is 'none': %s", self.describe())
             self.reclaimed = tuple(self.reclaim_leftovers())
@@ -174,6 +193,7 @@ class LocalSandbox:
             fifo_inside=f"{TMP_PATH}/{FIFO_NAME}",
             limit=standbys,
         )
+        self._zygotes = Zygotes(self._start_zygote, limit=zygotes)
 
     @property
     def isolation(self) -> Isolation:
@@ -219,7 +239,9 @@ class LocalSandbox:
             self._pool.warm(storage_bytes)
 
     def close(self) -> None:
-        """Stop the standbys and the pools' background threads (runs go on)."""
+        """Stop the zygotes, standbys and the pools' background threads (runs go on)."""
+        if self._zygotes is not None:
+            self._zygotes.close()
         if self._standbys is not None:
             self._standbys.close()
         if self._slots is not None:
@@ -236,6 +258,25 @@ class LocalSandbox:
             process, resources = await asyncio.to_thread(_unconfined.spawn, spec, self._state)
             return _unconfined.UnconfinedHandle(spec, process, resources)
         budget = self._budget.memory_bytes if self._budget is not None else None
+        if self._zygotes is not None and self._zygotes.enabled_for(spec):
+            zygote = self._zygotes.get(spec)
+            try:
+                started = await asyncio.to_thread(
+                    self._spawn, spec, self._pool, self._slots, self._tools, zygote
+                )
+            except OSError as exc:
+                raise SandboxError(
+                    f"cannot prepare the sandbox of run {spec.run_id}: {exc}"
+                ) from exc
+            except SandboxError as exc:
+                if zygote is None:
+                    raise
+                logger.warning("run %s: zygote unusable (%s); starting cold", spec.run_id, exc)
+                self._zygotes.discard(zygote)
+                started = await asyncio.to_thread(
+                    self._spawn, spec, self._pool, self._slots, self._tools
+                )
+            return LocalHandle(spec, started, self._pool, budget)
         standby = self._standbys.take(spec) if self._standbys is not None else None
         if standby is not None:
             try:
@@ -324,6 +365,16 @@ class LocalSandbox:
         return len(self._standbys.keys) if self._standbys is not None else 0
 
     @property
+    def zygotes_ready(self) -> int:
+        """How many zygotes are up (see :mod:`._zygotes`)."""
+        return len(self.zygote_pids)
+
+    @property
+    def zygote_pids(self) -> list[int]:
+        """Process ids of the live zygotes."""
+        return self._zygotes.pids if self._zygotes is not None else []
+
+    @property
     def adoptable(self) -> tuple[str, ...]:
         """Run ids left running by a previous server that :meth:`adopt` can take back."""
         return tuple(self._adoptable)
@@ -401,8 +452,37 @@ class LocalSandbox:
                 mount_point.with_suffix(".img").unlink(missing_ok=True)
         shutil.rmtree(run_dir, ignore_errors=True)
 
+    def _start_zygote(self, key: ZygoteKey, spec: SandboxSpec) -> Zygote:
+        """A zygote for runs like ``spec``, in a bubblewrap of their Python layout."""
+        if self._tools is None:
+            raise SandboxError("zygotes need strict isolation")
+        runtime = self._runtime_view(spec.runtime_dir)
+        environment = self._environment_view(spec, runtime)
+        python = environment.python if environment else runtime.python
+        paths = _placeholders(python)
+        etc = self._state / "etc"
+        empty = self._state / "zygote-empty"
+        empty.mkdir(exist_ok=True)
+        mounts = _bwrap.Mounts(runtime, environment, empty, empty, etc / "passwd", etc / "group")
+        env = {name: expand(value, paths) for name, value in startup_env(spec.env).items()}
+        options = _bwrap.zygote_options(spec, mounts, env)
+        args = os.memfd_create("flowyard-zygote-args", os.MFD_CLOEXEC)
+        try:
+            os.write(args, b"".join(os.fsencode(arg) + b"\0" for arg in options))
+            os.lseek(args, 0, os.SEEK_SET)
+            command = [str(self._tools.bwrap), "--args", str(args), "--", python, "-S", "-c"]
+            command += [BOOT, "{socket}"]
+            return Zygote.start(key, command, log=self._state / "zygote.log", pass_fds=(args,))
+        finally:
+            os.close(args)
+
     def _spawn(
-        self, spec: SandboxSpec, pool: ImagePool, slots: SlotPool, tools: _Tools
+        self,
+        spec: SandboxSpec,
+        pool: ImagePool,
+        slots: SlotPool,
+        tools: _Tools,
+        zygote: Zygote | None = None,
     ) -> RunResources:
         run_dir = self._state / "runs" / spec.run_id
         undo = contextlib.ExitStack()
@@ -419,7 +499,8 @@ class LocalSandbox:
             undo.callback(slot.discard)
             cgroup = slot.cgroup
             cgroup.rename(f"{CGROUP_PREFIX}{spec.run_id}")
-            cgroup.apply(spec.limits, extra_pids=SANDBOX_PROCESSES)
+            ours = SANDBOX_PROCESSES + (ZYGOTE_PROCESSES if zygote is not None else 0)
+            cgroup.apply(spec.limits, extra_pids=ours)
             fs = pool.take(spec.limits.storage_bytes)
             undo.callback(pool.release, fs)
             (run_dir / "fs").symlink_to(fs.mount_point)  # for a restarted server's reclaim
@@ -438,19 +519,45 @@ class LocalSandbox:
                 egress_socket_dir=spec.egress_proxy_socket
                 and link_socket(sockets / "egress", "egress.sock", spec.egress_proxy_socket),
             )
-            process = self._exec(spec, mounts, slot, fs, run_dir)
+            fifos = make_fifos(fs.tmp, self._uid, self._gid) if zygote is not None else None
+            process = self._exec(spec, mounts, slot, fs, run_dir, held=fifos is not None)
+            undo.callback(cgroup.kill_all)
+            if zygote is not None and fifos is not None:
+                zygote.request(
+                    RunRequest(
+                        bwrap_pid=process.pid,
+                        module=str(spec.argv[2]),
+                        uid=self._uid,
+                        gid=self._gid,
+                        ready=fifos[0],
+                        exit=fifos[1],
+                        output=fs.output,
+                        env=self._inside_env(spec, mounts),
+                        procs=cgroup.procs_files,
+                    )
+                )
             undo.pop_all()
             if STANDBY_VARIABLE not in spec.env:  # a standby is recorded when it becomes a run's
                 record_run(spec, process.pid, cgroup, fs, run_dir)
         return RunResources(process, cgroup, fs, run_dir)
 
     def _exec(
-        self, spec: SandboxSpec, mounts: _bwrap.Mounts, slot: Slot, fs: MountedImage, run_dir: Path
+        self,
+        spec: SandboxSpec,
+        mounts: _bwrap.Mounts,
+        slot: Slot,
+        fs: MountedImage,
+        run_dir: Path,
+        *,
+        held: bool = False,
     ) -> subprocess.Popen[bytes]:
         python = mounts.environment.python if mounts.environment else mounts.runtime.python
         paths = _placeholders(python)
         argv = [expand(arg, paths) for arg in spec.argv]
-        env = {name: expand(value, paths) for name, value in spec.env.items()}
+        if held:  # a zygote forks the run; the holder stands in for it (see _zygote)
+            fifos = [f"{TMP_PATH}/{READY_FIFO}", f"{TMP_PATH}/{EXIT_FIFO}"]
+            argv = ["/bin/sh", "-c", HOLDER, "flowyard-hold", *fifos, *argv]
+        env = self._inside_env(spec, mounts)
         egress = spec.network is NetworkMode.EGRESS
         prelude = bridge_command(mounts.runtime.python) if egress else None
         files = LaunchFiles(
@@ -461,14 +568,22 @@ class LocalSandbox:
         slot.launch(files, _bwrap.run_script(env, argv, prelude=prelude))
         return slot.process
 
+    @staticmethod
+    def _inside_env(spec: SandboxSpec, mounts: _bwrap.Mounts) -> dict[str, str]:
+        """The run's variables with the placeholders replaced by the paths it sees."""
+        python = mounts.environment.python if mounts.environment else mounts.runtime.python
+        paths = _placeholders(python)
+        return {name: expand(value, paths) for name, value in spec.env.items()}
+
     def _runtime_view(self, runtime_dir: Path) -> RuntimeView:
         try:
             key = (runtime_dir, (runtime_dir / "bin" / "python3").stat().st_mtime_ns)
         except OSError:
             raise SandboxError(f"runtime {runtime_dir} has no bin/python3") from None
-        view = self._runtimes.get(key)
-        if view is None:
-            view = self._runtimes[key] = prepare_runtime(runtime_dir, self._state / "cache")
+        with self._views_lock:
+            view = self._runtimes.get(key)
+            if view is None:
+                view = self._runtimes[key] = prepare_runtime(runtime_dir, self._state / "cache")
         return view
 
     def _environment_view(self, spec: SandboxSpec, runtime: RuntimeView) -> EnvironmentView | None:
@@ -477,12 +592,13 @@ class LocalSandbox:
         site = spec.environment_dir / "lib" / f"python{runtime.version}" / "site-packages"
         stamp = site.stat().st_mtime_ns if site.exists() else 0
         key = (spec.environment_dir, spec.sdk_dir, stamp)
-        view = self._environments.get(key)
-        if view is None:
-            view = prepare_environment(
-                spec.environment_dir, runtime, spec.sdk_dir, self._state / "cache"
-            )
-            self._environments[key] = view
+        with self._views_lock:
+            view = self._environments.get(key)
+            if view is None:
+                view = prepare_environment(
+                    spec.environment_dir, runtime, spec.sdk_dir, self._state / "cache"
+                )
+                self._environments[key] = view
         return view
 
 

@@ -84,7 +84,9 @@ class SandboxSpec:
     server's unix socket, reachable inside whatever the network mode.
     ``argv`` and ``env`` values may use :class:`Placeholder` tokens.
     ``standby`` says the command can start ahead of its run and wait for its
-    environment (see ``_standby``): runs like it may then start in a warm one.
+    environment (see ``_standby``): runs like it may then start in a warm one;
+    a ``{python} -m <module>`` command may also be forked from a loaded
+    interpreter (see ``_zygotes``).
     """
 
     run_id: str

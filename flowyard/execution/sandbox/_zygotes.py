@@ -1,0 +1,282 @@
+"""The server's side of zygotes: one loaded interpreter per environment, asked to fork runs.
+
+See :mod:`flowyard.execution._zygote` for what a zygote is and what its
+children do. Here: when a spec may be served by one (:func:`key_of`: the
+runner's own command), which one, starting it, and the request that hands it
+a run whose sandbox is being prepared.
+
+A zygote is started the first time a run of its key starts (that run starts
+cold) and kept while it lives; a zygote that died is replaced by the next
+run's request failing and starting a new one. The request waits only for
+the zygote's acknowledgement (a fork, ~1 ms); the rest happens in the
+zygote's child while the server goes on. If no acknowledgement comes, the
+request raises: the caller tears that sandbox down and starts the run cold
+in a new one, so a late child finds no cgroup to join and gives up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowyard.execution.sandbox._errors import SandboxError
+from flowyard.execution.sandbox._layout import SDK_PATH, WORK_PATH, Placeholder
+from flowyard.execution.sandbox._spec import SandboxSpec
+from flowyard.execution.sandbox._standby import startup_env
+
+logger = logging.getLogger(__name__)
+
+READY_FIFO = ".flowyard-zygote-ready"
+EXIT_FIFO = ".flowyard-zygote-exit"
+# Arguments: the ready FIFO, the exit FIFO, then the runner's argv (run if told "cold").
+# The exit FIFO is opened first: whoever writes the ending holds it open from before.
+HOLDER = (
+    'exec 5<"$2" 4<>"$1" || exit 125; shift 2; echo ready >&4; exec 4>&-; '
+    'IFS=" " read -r kind code <&5; exec 5<&-; '
+    'case "$kind" in exit) exit "$code";; signal) exit $((128 + code));; cold) exec "$@";; esac; '
+    "echo 'flowyard: the run ended without a status from its zygote' >&2; exit 125"
+)
+MAX_ZYGOTES = 4
+_START_SECONDS = 60.0
+_ACK_SECONDS = 10.0
+# The zygote's own command after bubblewrap's options: the SDK is appended to the
+# path (the environment's .pth files, which would name it, are not run).
+BOOT = (
+    f"import sys; sys.path.append({SDK_PATH!r}); "
+    "from flowyard.execution._zygote import main; main(int(sys.argv[1]))"
+)
+Key = tuple[object, ...]
+
+
+def key_of(spec: SandboxSpec) -> Key | None:
+    """What a zygote shares with the runs it serves; ``None`` if it cannot serve the spec.
+
+    A zygote serves specs that opt in (``standby``, as the runner's do) and run
+    ``{python} -m <module>`` with the SDK mounted: it forks and runs the module.
+    """
+    argv = [str(arg) for arg in spec.argv]
+    if not spec.standby or spec.sdk_dir is None or len(argv) != 3:
+        return None
+    if argv[0] != Placeholder.PYTHON.value or argv[1] != "-m":
+        return None
+    return (
+        argv[2],
+        spec.runtime_dir,
+        spec.environment_dir,
+        spec.sdk_dir,
+        spec.ro_binds,
+        tuple(sorted(startup_env(spec.env).items())),
+    )
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a zygote's child needs for one run; ``procs`` are ``cgroup.procs`` files."""
+
+    bwrap_pid: int
+    uid: int
+    gid: int
+    module: str
+    ready: Path
+    exit: Path
+    output: Path
+    env: dict[str, str]
+    procs: Sequence[Path]
+
+
+class Zygote:
+    """One live zygote process and the socket its requests go down."""
+
+    def __init__(self, key: Key, process: subprocess.Popen[bytes], sock: socket.socket) -> None:
+        self.key = key
+        self.process = process
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    @classmethod
+    def start(
+        cls, key: Key, command: Sequence[str], *, log: Path, pass_fds: Sequence[int] = ()
+    ) -> Zygote:
+        """Start ``command`` (bubblewrap, then the zygote's python) and wait until it has loaded.
+
+        ``{socket}`` in ``command`` stands for the zygote's socket number; its
+        output goes to ``log``.
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = [arg.replace("{socket}", str(theirs.fileno())) for arg in command]
+        try:
+            with log.open("ab") as output:
+                process = subprocess.Popen(
+                    argv,
+                    pass_fds=(theirs.fileno(), *pass_fds),
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=output,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            ours.close()
+            raise SandboxError(f"cannot start a zygote: {exc}") from exc
+        finally:
+            theirs.close()
+        ready, _, _ = select.select([ours], [], [], _START_SECONDS)
+        said = ours.recv(64) if ready else b""
+        if said != b"ready":
+            ours.close()
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            lines = log.read_bytes()[-2000:].decode(errors="replace").strip().splitlines()
+            raise SandboxError(f"the zygote did not start: {(lines or ['no output'])[-1]}")
+        return cls(key, process, ours)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def request(self, run: RunRequest) -> None:
+        """Hand the zygote a run; raises :class:`SandboxError` unless it took it."""
+        files: list[int] = []
+        ack_read, ack_write = os.pipe2(os.O_CLOEXEC)
+        try:
+            files.append(ack_write)
+            files.append(os.open(run.ready, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+            files.append(os.open(run.exit, os.O_RDWR | os.O_CLOEXEC))
+            files.append(_env_file(run.env))
+            files.append(os.open(run.output, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
+            files += [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in run.procs]
+            header: dict[str, object] = {"bwrap_pid": run.bwrap_pid, "uid": run.uid}
+            header |= {"gid": run.gid, "module": run.module, "workdir": WORK_PATH}
+            header["sdk_path"] = SDK_PATH
+            with self._lock:
+                socket.send_fds(self._sock, [json.dumps(header).encode()], files)
+            for fd in files:
+                os.close(fd)
+            files.clear()
+            readable, _, _ = select.select([ack_read], [], [], _ACK_SECONDS)
+            if not readable or os.read(ack_read, 8) != b"ok":
+                raise SandboxError("the zygote did not take the run")
+        except OSError as exc:
+            raise SandboxError(f"cannot hand the run to its zygote: {exc}") from exc
+        finally:
+            os.close(ack_read)
+            for fd in files:
+                os.close(fd)
+
+    def stop(self) -> None:
+        """Close its socket (it exits) and wait for it; runs it started go on."""
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+class Zygotes:
+    """At most ``limit`` zygotes, one per key; the least recently used goes first."""
+
+    def __init__(self, start: Callable[[Key, SandboxSpec], Zygote], *, limit: int = MAX_ZYGOTES):
+        self._start = start
+        self._limit = limit
+        self._live: dict[Key, Zygote] = {}
+        self._starting: set[Key] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def enabled_for(self, spec: SandboxSpec) -> bool:
+        """Whether runs like ``spec`` go through a zygote (once one is up)."""
+        return self._limit > 0 and key_of(spec) is not None
+
+    def get(self, spec: SandboxSpec) -> Zygote | None:
+        """The live zygote for ``spec``; ``None`` if there is none (one is started meanwhile)."""
+        key = key_of(spec)
+        if key is None or self._limit <= 0:
+            return None
+        with self._lock:
+            zygote = self._live.get(key)
+            if zygote is not None and zygote.alive:
+                self._live[key] = self._live.pop(key)  # most recently used last
+                return zygote
+            if self._closed or key in self._starting:
+                return None
+            self._starting.add(key)
+            dead = self._live.pop(key, None)
+        if dead is not None:
+            logger.warning("a zygote exited (%s); starting another", dead.process.returncode)
+            dead.stop()
+        threading.Thread(
+            target=self._make, args=(key, spec), name="flowyard-zygote", daemon=True
+        ).start()
+        return None
+
+    def discard(self, zygote: Zygote) -> None:
+        """Stop ``zygote`` (it failed a request); the next run of its key starts another."""
+        with self._lock:
+            if self._live.get(zygote.key) is zygote:
+                del self._live[zygote.key]
+        zygote.stop()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            live, self._live = list(self._live.values()), {}
+        for zygote in live:
+            zygote.stop()
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live zygotes (bubblewrap's, whose child is the interpreter)."""
+        with self._lock:
+            return [z.process.pid for z in self._live.values() if z.alive]
+
+    def _make(self, key: Key, spec: SandboxSpec) -> None:
+        evicted: list[Zygote] = []
+        try:
+            zygote = self._start(key, spec)
+        except (OSError, SandboxError):
+            logger.warning("could not start a zygote; runs start cold", exc_info=True)
+            with self._lock:
+                self._starting.discard(key)
+            return
+        with self._lock:
+            self._starting.discard(key)
+            if self._closed:
+                evicted.append(zygote)
+            else:
+                self._live[key] = zygote
+                while len(self._live) > self._limit:
+                    evicted.append(self._live.pop(next(iter(self._live))))
+        for old in evicted:
+            old.stop()
+
+
+def make_fifos(tmp: Path, uid: int, gid: int) -> tuple[Path, Path]:
+    """The holder's two FIFOs in a run's /tmp (host side), owned by the sandbox user."""
+    paths = (tmp / READY_FIFO, tmp / EXIT_FIFO)
+    for path in paths:
+        path.unlink(missing_ok=True)
+        os.mkfifo(path, 0o600)
+        os.chown(path, uid, gid)
+    return paths
+
+
+def _env_file(env: dict[str, str]) -> int:
+    """A sealed in-memory file holding the run's variables as JSON, at offset 0."""
+    fd = os.memfd_create("flowyard-run-env", os.MFD_CLOEXEC)
+    data = json.dumps(env).encode()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd

@@ -1,0 +1,181 @@
+"""Zygotes: runs of a loaded environment forked into their own sandboxes, privileges gone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import flowyard
+from flowyard.execution.host import SANDBOX_UID, HostCapabilities
+from flowyard.execution.sandbox import Ending, LocalSandbox, Placeholder, SandboxSpec
+from flowyard.execution.sandbox._layout import SDK_PATH
+from tests.integration.sandbox.conftest import SMALL, python_spec
+
+pytestmark = pytest.mark.sandbox
+
+# Runs as ``python -m zygote_probe``: says what the process is and holds, then acts.
+PROBE = """
+import json, os, sys
+
+def status():
+    fields = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines() if ":" in l)
+    return {k: fields[k].strip() for k in ("Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff",
+                                            "CapBnd", "CapAmb", "NoNewPrivs")}
+
+seen = {
+    "status": status(),
+    "pid": os.getpid(),
+    "sid": os.getsid(0) == os.getpid(),
+    "cwd": os.getcwd(),
+    "files": sorted(os.listdir(".")),
+    "run": os.environ.get("RUN"),
+    "env": sorted(os.environ),
+    "argv0": sys.argv[0],
+    "main": __name__,
+    "loaded": "flowyard.sdk" in sys.modules,
+    "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+    "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
+    "cgroup": open("/proc/self/cgroup").read().strip(),
+    "net": sorted(os.listdir("/sys/class/net")) if os.path.exists("/sys/class/net") else None,
+}
+print("PROBE " + json.dumps(seen), flush=True)
+action = os.environ.get("ACTION", "")
+if action.startswith("exit"):
+    raise SystemExit(int(action[4:]))
+if action == "kill":
+    os.kill(os.getpid(), 9)
+if action == "memory":
+    hog = [bytearray(1024 * 1024) for _ in range(10_000)]
+"""
+
+
+@pytest.fixture(scope="module")
+def sdk(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SDK directory: Flowyard's package and the probe module."""
+    root = tmp_path_factory.mktemp("sdk")
+    root.chmod(0o755)  # the sandbox user reads it
+    shutil.copytree(Path(flowyard.__file__).parent, root / "flowyard")
+    (root / "zygote_probe.py").write_text(PROBE)
+    return root
+
+
+@pytest.fixture
+def forking(capabilities: HostCapabilities, tmp_path: Path) -> Iterator[LocalSandbox]:
+    made = LocalSandbox(tmp_path / "state", capabilities=capabilities, images_per_size=1)
+    yield made
+    made.close()
+
+
+def probe_spec(sdk: Path, checkout: Path, **env: str) -> SandboxSpec:
+    # No environment (whose .pth would name the SDK) here: the path says where it is.
+    env = {"RUN": env.pop("RUN", "r"), "PYTHONPATH": SDK_PATH, **env}
+    spec = python_spec("", env=env, workdir_source=checkout)
+    return SandboxSpec(
+        run_id=spec.run_id,
+        argv=[Placeholder.PYTHON, "-m", "zygote_probe"],
+        runtime_dir=spec.runtime_dir,
+        limits=SMALL,
+        sdk_dir=sdk,
+        env=spec.env,
+        workdir_source=checkout,
+        standby=True,
+    )
+
+
+def _probe(output: str) -> dict[str, Any]:
+    line = next(x for x in output.splitlines() if x.startswith("PROBE "))
+    return json.loads(line[len("PROBE ") :])
+
+
+async def _zygote_up(sandbox: LocalSandbox, sdk: Path, checkout: Path) -> None:
+    """Run once (cold) and wait until its zygote is up."""
+    first = await (await sandbox.start(probe_spec(sdk, checkout))).wait()
+    assert first.ending is Ending.EXITED, first.output_tail
+    assert not _probe(first.output_tail)["loaded"]  # a cold start loads nothing ahead
+    for _ in range(400):
+        if sandbox.zygotes_ready:
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError("no zygote started")
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    path = tmp_path / "code"
+    path.mkdir()
+    (path / "flow.py").write_text("pass\n")
+    return path
+
+
+async def test_a_forked_run_is_the_sandbox_user_with_no_privilege_in_its_own_sandbox(
+    forking: LocalSandbox, sdk: Path, checkout: Path
+) -> None:
+    await _zygote_up(forking, sdk, checkout)
+    result = await (await forking.start(probe_spec(sdk, checkout, RUN="second"))).wait()
+    assert result.ending is Ending.EXITED, result.output_tail
+    seen = _probe(result.output_tail)
+    assert seen["loaded"]  # forked from the loaded interpreter
+    status = seen["status"]
+    assert status["Uid"].split() == [str(SANDBOX_UID)] * 4
+    assert status["Gid"].split() == [str(SANDBOX_UID)] * 4
+    assert status["Groups"] == ""
+    for name in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(status[name], 16) == 0, name
+    assert status["NoNewPrivs"] == "1"
+    assert seen["sid"]
+    # Its own sandbox: its checkout, its variables only, its pid namespace, its cgroup.
+    assert seen["cwd"] == "/work"
+    assert "flow.py" in seen["files"]
+    assert seen["run"] == "second"
+    assert "FLOWYARD_STANDBY" not in seen["env"]
+    assert seen["argv0"].endswith("zygote_probe.py")
+    assert seen["main"] == "__main__"
+    assert max(seen["procs"]) < 50  # a fresh pid namespace, not the host's
+    assert seen["fds"] == [0, 1, 2, 3]  # 3: the listing itself
+    # At the root of its cgroup namespace, which is the run's cgroup: charged to the run.
+    assert all(line.endswith(":/") for line in seen["cgroup"].splitlines()), seen["cgroup"]
+    assert result.cpu_seconds > 0
+    assert result.peak_memory_bytes > 0
+    assert seen["net"] in (None, ["lo"])
+
+
+async def test_exit_codes_and_signals_of_a_forked_run_reach_the_result(
+    forking: LocalSandbox, sdk: Path, checkout: Path
+) -> None:
+    await _zygote_up(forking, sdk, checkout)
+    failed = await (await forking.start(probe_spec(sdk, checkout, ACTION="exit3"))).wait()
+    assert _probe(failed.output_tail)["loaded"]
+    assert failed.ending is Ending.EXITED
+    assert failed.exit_code == 3
+    killed = await (await forking.start(probe_spec(sdk, checkout, ACTION="kill"))).wait()
+    assert killed.ending is Ending.SIGNALED, killed
+    assert killed.signal == signal.SIGKILL
+
+
+async def test_a_forked_run_over_its_memory_limit_is_out_of_memory(
+    forking: LocalSandbox, sdk: Path, checkout: Path
+) -> None:
+    await _zygote_up(forking, sdk, checkout)
+    result = await (await forking.start(probe_spec(sdk, checkout, ACTION="memory"))).wait()
+    assert _probe(result.output_tail)["loaded"]
+    assert result.ending is Ending.OUT_OF_MEMORY, result
+
+
+async def test_runs_start_cold_when_the_zygote_has_died(
+    forking: LocalSandbox, sdk: Path, checkout: Path
+) -> None:
+    await _zygote_up(forking, sdk, checkout)
+    for pid in forking.zygote_pids:
+        os.kill(pid, signal.SIGKILL)
+    await asyncio.sleep(0.2)
+    result = await (await forking.start(probe_spec(sdk, checkout, RUN="after"))).wait()
+    assert result.ending is Ending.EXITED, result.output_tail
+    assert _probe(result.output_tail)["run"] == "after"
