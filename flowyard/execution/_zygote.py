@@ -70,6 +70,7 @@ _PR_SET_NO_NEW_PRIVS = 38
 _CAP_VERSION_3 = 0x20080522
 _NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt")  # mnt last: it changes /proc
 _COERCED_CTYPE: str | None = None
+_STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
 class _CapHeader(ctypes.Structure):
@@ -123,6 +124,8 @@ def main(sock_fd: int) -> None:
 def _serve(request: dict[str, object], fds: list[int], libc: ctypes.CDLL, last_cap: int) -> int:
     """The child for one run: acknowledge, enter the sandbox, fork the run, report its end."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for signum in _STOPPING:  # stopping a run signals all its processes: this one waits on
+        signal.signal(signum, signal.SIG_IGN)
     ack, ready, exit_fifo, env_fd, output = fds[:5]
     procs = fds[5:]
     os.write(ack, b"ok")
@@ -222,7 +225,9 @@ def _become_run(request: dict[str, object], env_fd: int, libc: ctypes.CDLL, last
         raise OSError(ctypes.get_errno(), "cannot set no_new_privs")
     _check_unprivileged(uid, gid)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for signum in (signal.SIGCHLD, *_STOPPING):  # as a fresh interpreter has them
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     os.closerange(3, env_fd)
     os.closerange(env_fd + 1, 1 << 16)
     with os.fdopen(env_fd, "rb") as fh:

@@ -40,9 +40,11 @@ EXIT_FIFO = ".flowyard-zygote-exit"
 # Arguments: the ready FIFO, the exit FIFO, then the runner's argv (run if told "cold").
 # The exit FIFO is opened first: whoever writes the ending holds it open from before.
 HOLDER = (
+    "trap '' TERM INT HUP QUIT; "  # stopping a run signals its processes: not ours
     'exec 5<"$2" 4<>"$1" || exit 125; shift 2; echo ready >&4; exec 4>&-; '
     'IFS=" " read -r kind code <&5; exec 5<&-; '
-    'case "$kind" in exit) exit "$code";; signal) exit $((128 + code));; cold) exec "$@";; esac; '
+    'case "$kind" in exit) exit "$code";; signal) exit $((128 + code));; '
+    'cold) trap - TERM INT HUP QUIT; exec "$@";; esac; '
     "echo 'flowyard: the run ended without a status from its zygote' >&2; exit 125"
 )
 MAX_ZYGOTES = 4
@@ -55,6 +57,11 @@ BOOT = (
     "from flowyard.execution._zygote import main; main(int(sys.argv[1]))"
 )
 Key = tuple[object, ...]
+# Start-up variables that change how the interpreter behaves, never what code it loads.
+SAFE_STARTUP = frozenset({
+    "LANG", "LANGUAGE", "TZ", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONIOENCODING",
+    "PYTHONUTF8", "PYTHONHASHSEED", "PYTHONFAULTHANDLER", "PYTHONNOUSERSITE", "PYTHONOPTIMIZE",
+})  # fmt: skip
 
 
 def key_of(spec: SandboxSpec) -> Key | None:
@@ -62,11 +69,17 @@ def key_of(spec: SandboxSpec) -> Key | None:
 
     A zygote serves specs that opt in (``standby``, as the runner's do) and run
     ``{python} -m <module>`` with the SDK mounted: it forks and runs the module.
+    The zygote starts with the run's start-up variables, as root: a run setting
+    any beyond :data:`SAFE_STARTUP` (``PYTHONPATH``, ``LD_PRELOAD``, ...: what
+    would make the interpreter load code of the run's choosing) starts cold.
     """
     argv = [str(arg) for arg in spec.argv]
     if not spec.standby or spec.sdk_dir is None or len(argv) != 3:
         return None
     if argv[0] != Placeholder.PYTHON.value or argv[1] != "-m":
+        return None
+    startup = startup_env(spec.env)
+    if any(not _safe_at_startup(name, value) for name, value in startup.items()):
         return None
     return (
         argv[2],
@@ -74,8 +87,15 @@ def key_of(spec: SandboxSpec) -> Key | None:
         spec.environment_dir,
         spec.sdk_dir,
         spec.ro_binds,
-        tuple(sorted(startup_env(spec.env).items())),
+        tuple(sorted(startup.items())),
     )
+
+
+def _safe_at_startup(name: str, value: str) -> bool:
+    if name not in SAFE_STARTUP and not name.startswith("LC_"):
+        return False
+    # A locale or zone given as a path makes the C library read that file.
+    return not value.startswith("/") and ".." not in value and ("/" not in value or name == "TZ")
 
 
 @dataclass(frozen=True)

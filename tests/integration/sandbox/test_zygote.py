@@ -16,7 +16,6 @@ import pytest
 import flowyard
 from flowyard.execution.host import SANDBOX_UID, HostCapabilities
 from flowyard.execution.sandbox import Ending, LocalSandbox, Placeholder, SandboxSpec
-from flowyard.execution.sandbox._layout import SDK_PATH
 from tests.integration.sandbox.conftest import SMALL, python_spec
 
 pytestmark = pytest.mark.sandbox
@@ -52,6 +51,14 @@ if action.startswith("exit"):
     raise SystemExit(int(action[4:]))
 if action == "kill":
     os.kill(os.getpid(), 9)
+if action == "term":
+    import signal, time
+    def stop(signum, frame):
+        print("stopping gracefully", flush=True)
+        raise SystemExit(7)
+    signal.signal(signal.SIGTERM, stop)
+    print("waiting", flush=True)
+    time.sleep(60)
 if action == "memory":
     hog = [bytearray(1024 * 1024) for _ in range(10_000)]
 """
@@ -75,8 +82,7 @@ def forking(capabilities: HostCapabilities, tmp_path: Path) -> Iterator[LocalSan
 
 
 def probe_spec(sdk: Path, checkout: Path, **env: str) -> SandboxSpec:
-    # No environment (whose .pth would name the SDK) here: the path says where it is.
-    env = {"RUN": env.pop("RUN", "r"), "PYTHONPATH": SDK_PATH, **env}
+    env = {"RUN": env.pop("RUN", "r"), **env}
     spec = python_spec("", env=env, workdir_source=checkout)
     return SandboxSpec(
         run_id=spec.run_id,
@@ -112,6 +118,8 @@ def checkout(tmp_path: Path) -> Path:
     path = tmp_path / "code"
     path.mkdir()
     (path / "flow.py").write_text("pass\n")
+    # Where a cold start finds the probe (no environment here, whose .pth names the SDK).
+    (path / "zygote_probe.py").write_text(PROBE)
     return path
 
 
@@ -158,6 +166,22 @@ async def test_exit_codes_and_signals_of_a_forked_run_reach_the_result(
     killed = await (await forking.start(probe_spec(sdk, checkout, ACTION="kill"))).wait()
     assert killed.ending is Ending.SIGNALED, killed
     assert killed.signal == signal.SIGKILL
+
+
+async def test_terminating_a_forked_run_signals_the_run_not_the_processes_that_hold_it(
+    forking: LocalSandbox, sdk: Path, checkout: Path
+) -> None:
+    await _zygote_up(forking, sdk, checkout)
+    handle = await forking.start(probe_spec(sdk, checkout, ACTION="term"))
+    for _ in range(400):
+        if b"waiting" in handle.read_output(0, 100_000):
+            break
+        await asyncio.sleep(0.025)
+    handle.terminate(grace_seconds=30)
+    result = await handle.wait()
+    assert _probe(result.output_tail)["loaded"]
+    assert "stopping gracefully" in result.output_tail
+    assert result.exit_code == 7, result
 
 
 async def test_a_forked_run_over_its_memory_limit_is_out_of_memory(
