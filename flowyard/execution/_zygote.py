@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import json
 import os
 import select
@@ -95,6 +96,10 @@ def main(sock_fd: int) -> None:
     for name in PRELOAD:
         importlib.import_module(name)
     libc = ctypes.CDLL(None, use_errno=True)
+    # What is loaded now stays out of the collector's reach: a run's collections would
+    # otherwise touch every object, copying each page its fork shares with the zygote.
+    gc.collect()
+    gc.freeze()
     last_cap = int(_read("/proc/sys/kernel/cap_last_cap"))
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     sock = socket.socket(fileno=sock_fd)
