@@ -187,12 +187,13 @@ async def test_a_recycled_disk_carries_nothing_of_the_previous_run(
 ) -> None:
     sandbox = LocalSandbox(tmp_path / "state", capabilities=capabilities, images_per_size=2)
     try:
-        limits = Limits(storage_bytes=48 * MiB, memory_bytes=256 * MiB, max_run_seconds=60)
+        limits = Limits(storage_bytes=160 * MiB, memory_bytes=256 * MiB, max_run_seconds=60)
         sandbox.warm(limits.storage_bytes)
         await asyncio.sleep(0.5)
         writer = python_spec(
             "import os\nopen('/work/secret', 'w').write('first run')\nos.mkdir('/tmp/d')\n"
-            "open('/tmp/d/secret', 'wb').write(os.urandom(8 << 20))\nprint('first run output')",
+            # More than TRIM_AFTER_BYTES: the recycled image is trimmed.
+            "open('/tmp/d/secret', 'wb').write(b'x' * (80 << 20))\nprint('first run output')",
             limits=limits,
         )
         handle = await sandbox.start(writer)
