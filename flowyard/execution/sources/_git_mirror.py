@@ -9,17 +9,21 @@ checkout) take no lock: a fetch only ever adds objects and moves refs.
 
 Fetches are shallow (``--depth=1``) where the transport allows it; the dumb
 HTTP transport does not, and then the fetch is repeated in full. A pinned
-commit already in the mirror needs no network at all.
+commit already in the mirror needs no network at all. A commit's files are
+written out once, next to the mirror (``<digest>.trees/<commit>``, the last
+:data:`TREES_KEPT` used), and each run's checkout is a copy of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +37,9 @@ logger = logging.getLogger(__name__)
 _FULL_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _SHORT_SHA = re.compile(r"^[0-9a-f]{7,63}$")
 _ALL_REFS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+# Checked-out trees kept per repository, and how long one must go unused to be deleted.
+TREES_KEPT = 8
+TREE_IDLE_SECONDS = 600.0
 
 
 class Mirror:
@@ -213,26 +220,66 @@ class Mirror:
         return out.strip()
 
     def checkout(self, commit: str, destination: Path) -> None:
-        """Write the tree of ``commit`` into ``destination`` (absent or empty)."""
+        """Write the tree of ``commit`` into ``destination`` (absent or empty).
+
+        The tree is written out of the mirror once per commit, into a directory
+        renamed into place when complete; each checkout copies it (no process).
+        """
         created = not destination.exists()
         if not created and any(destination.iterdir()):
             raise SourceError(f"checkout destination {destination} is not empty")
-        destination.mkdir(parents=True, exist_ok=True)
         try:
-            with tempfile.TemporaryDirectory(prefix="flowyard-index-") as scratch:
-                self._git.run(
-                    [f"--work-tree={destination}", "read-tree", "--reset", "-u", commit],
-                    git_dir=self.path,
-                    extra_env={"GIT_INDEX_FILE": str(Path(scratch) / "index")},
-                    action=f"check out {commit[:12]} of",
-                )
+            tree = self._tree(commit)
+            shutil.copytree(tree, destination, symlinks=True, dirs_exist_ok=True)
         except BaseException:
             if created:
                 shutil.rmtree(destination, ignore_errors=True)
-            else:
+            elif destination.exists():
                 for child in destination.iterdir():
                     _remove(child)
             raise
+
+    def _tree(self, commit: str) -> Path:
+        """``<mirror>.trees/<commit>``: the commit's files, written once and then only read."""
+        trees = self._root / f"{self.path.stem}.trees"
+        tree = trees / commit
+        if tree.is_dir():
+            with contextlib.suppress(OSError):
+                os.utime(tree)  # recently used: not evicted
+            return tree
+        trees.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=trees))
+        try:
+            (scratch / "tree").mkdir()
+            self._git.run(
+                [f"--work-tree={scratch / 'tree'}", "read-tree", "--reset", "-u", commit],
+                git_dir=self.path,
+                extra_env={"GIT_INDEX_FILE": str(scratch / "index")},
+                action=f"check out {commit[:12]} of",
+            )
+            try:
+                (scratch / "tree").rename(tree)
+            except OSError:  # another checkout of this commit published it first
+                if not tree.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        _evict_trees(trees, keep=tree)
+        return tree
+
+
+def _evict_trees(trees: Path, *, keep: Path) -> None:
+    """Beyond :data:`TREES_KEPT`, delete the trees unused for :data:`TREE_IDLE_SECONDS`."""
+    found = []
+    for entry in os.scandir(trees):
+        if not entry.name.startswith(".") and entry.path != str(keep):
+            with contextlib.suppress(OSError):
+                found.append((entry.stat(follow_symlinks=False).st_mtime, entry.path))
+    found.sort(reverse=True)
+    idle_before = time.time() - TREE_IDLE_SECONDS
+    for mtime, path in found[TREES_KEPT - 1 :]:
+        if mtime < idle_before:  # one being copied now was touched just before
+            shutil.rmtree(path, ignore_errors=True)
 
 
 # Commits seen in a mirror (by path and inode: a mirror deleted by hand and made

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -228,7 +230,9 @@ async def test_concurrent_first_fetches_share_one_mirror(
     )
 
     assert len({r.revision for r in results}) == 1
-    assert len(leftovers(cache)) == 1
+    mirror, trees = leftovers(cache)  # one mirror, and the commit's files written out once
+    assert mirror.endswith(".git")
+    assert os.listdir(cache / "git" / trees) == [results[0].revision]
     assert all((r.path / "flows" / "etl.py").exists() for r in results)
 
 
@@ -244,3 +248,26 @@ async def test_a_checkout_refuses_a_destination_with_files_in_it(
         await source.fetch(destination)
 
     assert (destination / "keep.txt").read_text() == "mine"
+
+
+def test_written_out_trees_beyond_the_last_eight_go_once_unused_for_a_while(
+    tmp_path: Path,
+) -> None:
+    from flowyard.execution.sources._git_mirror import TREE_IDLE_SECONDS, TREES_KEPT, _evict_trees
+
+    trees = tmp_path / "x.trees"
+    old = time.time() - TREE_IDLE_SECONDS - 60
+    for i in range(12):
+        (trees / f"{i:040x}").mkdir(parents=True)
+        os.utime(trees / f"{i:040x}", (old + i, old + i))
+    (trees / f"{99:040x}").mkdir()  # in use right now
+    (trees / ".tmp-being-written").mkdir()
+
+    _evict_trees(trees, keep=trees / f"{11:040x}")
+
+    left = sorted(os.listdir(trees))
+    assert ".tmp-being-written" in left
+    assert f"{99:040x}" in left  # recently used: kept even beyond the count
+    assert f"{11:040x}" in left
+    assert len(left) == 1 + TREES_KEPT  # the scratch dir, then the newest trees
+    assert f"{0:040x}" not in left
