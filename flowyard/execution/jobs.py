@@ -25,6 +25,8 @@ class RunJob:
     parameters: Mapping[str, Any] = field(default_factory=dict)
     # time.monotonic() just before the run was claimed (so after it was created), if known
     claimed_at: float | None = None
+    # time.monotonic() when the run was created (from its timestamp), if known
+    created_at: float | None = None
     run_name: str | None = None
     deployment_id: uuid.UUID | None = None
 

@@ -81,6 +81,12 @@ class Prepared:
     env_context: Any  # the acquire() context manager to release at teardown
 
 
+def _fresh_since(job: RunJob, started: float) -> float:
+    """The moment (monotonic) after which what the remote said is new enough for ``job``."""
+    known = [t for t in (job.created_at, job.claimed_at) if t is not None]
+    return min(known) if known else started
+
+
 class RunPipeline:
     def __init__(
         self,
@@ -246,9 +252,9 @@ class RunPipeline:
                     ref=ref,
                     token=token,
                     allow_local=self.config.allow_local_sources,
-                    # Runs of one ref claimed together ask the remote once (a resolution
-                    # begun after this run was claimed, so created, is as new as its own).
-                    shared_after=job.claimed_at if job.claimed_at is not None else started,
+                    # Runs of one ref ask the remote once: a resolution begun after this
+                    # run was created is as new as its own.
+                    shared_after=_fresh_since(job, started),
                 )
             elif spec.get("kind") == "storage":
                 options = dict(spec.get("options") or {})

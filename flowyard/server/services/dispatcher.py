@@ -97,9 +97,15 @@ async def _job_for(
             pull_steps=tuple(dep.pull_steps),
             parameters=dict(run.parameters),
             claimed_at=claimed_at,
+            created_at=_monotonic_of(run.created),
             run_name=run.name,
             deployment_id=run.deployment_id,
         )
+
+
+def _monotonic_of(moment: datetime) -> float:
+    """``moment`` (UTC) on the ``time.monotonic()`` scale."""
+    return time.monotonic() - (datetime.now(UTC) - moment).total_seconds()
 
 
 def no_pressure() -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -110,3 +111,17 @@ def test_a_failed_resolution_fails_everyone_who_joined_it() -> None:
     ok = SlowRemote()
     ok.release.set()
     assert shared.resolve(KEY, time.monotonic(), ok) == ("a" * 40, False)
+
+
+def test_a_run_takes_what_the_remote_said_since_it_was_created() -> None:
+    from flowyard.execution.jobs import RunJob
+    from flowyard.execution.pipeline import _fresh_since
+
+    def job(**times: float | None) -> RunJob:
+        return RunJob(uuid.uuid4(), uuid.uuid4(), "f", "d", "f.py:f", {}, {}, **times)  # type: ignore[arg-type]
+
+    assert _fresh_since(job(created_at=10.0, claimed_at=12.0), started=13.0) == 10.0
+    assert _fresh_since(job(claimed_at=12.0), started=13.0) == 12.0
+    # A creation time from a clock ahead of this one: never later than the claim.
+    assert _fresh_since(job(created_at=14.0, claimed_at=12.0), started=13.0) == 12.0
+    assert _fresh_since(job(), started=13.0) == 13.0
