@@ -195,7 +195,14 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
     engine = create_async_engine(url, async_creator=_inline_sqlite(parsed))
     _install_sqlite_hooks(engine, busy_timeout=0)  # the connection waits off the loop
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    reader = create_async_engine(url, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
+    # Readers stay open: a burst of runs reads from many tasks at once, and a connection
+    # beyond the pool would be a new thread and a new SQLite handle each time.
+    reader = create_async_engine(
+        url,
+        connect_args={"timeout": BUSY_TIMEOUT_SECONDS},
+        pool_size=pool_size * 2,
+        max_overflow=pool_size * 2,
+    )
     _install_sqlite_hooks(reader, begin="BEGIN", busy_timeout=BUSY_TIMEOUT_SECONDS)
     readers = async_sessionmaker(reader, expire_on_commit=False)
     return Database(url=url, engine=engine, sessions=sessions, _turn=_Turn(), _readers=readers)
