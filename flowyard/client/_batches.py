@@ -18,9 +18,14 @@ what ``json.dumps`` would write.
 Fields equal to the API's defaults (no cache key, no tags, the state's default
 name, an empty message, a zero count) are left out.
 
+A batch may end with a flow run's state (``flow_run_state``): the server
+proposes it once the rest is stored, so a flow's RUNNING or final state
+costs no request of its own.
+
 A server from before ``previous_states`` and ``logs`` refuses such a body
 (422 naming the unknown field); :meth:`ReportBatch.separate_bodies` gives the
-older form, one entry per state and the lines apart, for that case.
+older form, one entry per state and the lines apart, for that case. One from
+before ``flow_run_state`` gets the state in a request of its own.
 """
 
 from __future__ import annotations
@@ -172,14 +177,20 @@ class ReportBatch:
         self.size += 1
         self._logs.append(line)
 
-    def body(self) -> bytes:
-        """The request body: only the parts that hold something."""
+    def body(self, flow_run_state: str | None = None) -> bytes:
+        """The request body: only the parts that hold something.
+
+        ``flow_run_state``, a JSON object, is the flow-run state the server
+        proposes once the rest is stored.
+        """
         parts = []
         if self._task_runs:
             entries = (t.entry(t.states, last=True) for t in self._task_runs.values())
             parts.append('"task_runs":' + json_array(entries))
         if self._logs:
             parts.append('"logs":' + json_array(self._logs))
+        if flow_run_state is not None:
+            parts.append('"flow_run_state":' + flow_run_state)
         return ("{" + ",".join(parts) + "}").encode()
 
     def separate_bodies(self) -> tuple[list[str], list[str]]:

@@ -1,9 +1,10 @@
 """The recorder: the engine's events sent to the API in batches, from one thread.
 
 :class:`ServerReporter` batches task-run states and log lines together (see
-``_batches``) and sends flow-run states one call each (they are few). Events
-are sent in the order they were emitted, so a flow run exists before its task
-runs and its final state lands after them. A failure never fails a flow: the
+``_batches``); a flow-run state ends the batch before it, in the same request
+(one of its own when nothing precedes it). Events are sent in the order they
+were emitted, so a flow run exists before its task runs and its final state
+lands after them. A failure never fails a flow: the
 first error of each kind is logged with its reason, and ``flush`` returns once
 everything emitted is sent or given up on. :mod:`.sdk_integration` installs it.
 
@@ -19,6 +20,7 @@ everything before it.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 import threading
@@ -158,6 +160,20 @@ def _predates_batches(exc: ApiError) -> bool:
     )
 
 
+def _always(exc: ApiError) -> bool:
+    return True
+
+
+def _predates_batch_states(exc: ApiError) -> bool:
+    """Whether the API refused a flow-run state in a batch, or the batch, as an older server."""
+    return _predates_batches(exc) or (
+        exc.status == 422
+        and any(
+            e.message == "is not a known field" and e.field == "flow_run_state" for e in exc.errors
+        )
+    )
+
+
 class ServerReporter:
     """Sends the engine's events to the API from one background thread, in order."""
 
@@ -194,6 +210,8 @@ class ServerReporter:
         self._closed = False
         # The API answered that it predates combined batches: send the older way.
         self._separate = False
+        # The API answered that it predates flow-run states in batches: one request each.
+        self._states_apart = False
         # The text of the ids a log line most likely carries (see _log_line).
         self._flow_text: tuple[uuid.UUID | None, str] = (None, "")
         self._task_text: tuple[uuid.UUID | None, str] = (None, "")
@@ -307,8 +325,7 @@ class ServerReporter:
                     self._task_state(batch, event)
                 else:
                     sent_early = self._lines_after(events, position, batch)
-                    self._post(batch)
-                    self._flow_state(event.run_id, event.state)
+                    self._flow_state(batch, event.run_id, event.state)
             elif isinstance(event, rep.LogEmitted):
                 if sent_early:
                     sent_early -= 1
@@ -492,16 +509,54 @@ class ServerReporter:
             event.cache_key,
         )
 
-    def _flow_state(self, run_id: uuid.UUID, state: rep.StateSnapshot) -> None:
+    def _flow_state(self, batch: ReportBatch, run_id: uuid.UUID, state: rep.StateSnapshot) -> None:
+        """Send the batch, then the flow run's state: in one request when the API takes it."""
         if state.type in TERMINAL:
             self._alive.discard(run_id)
         started = self._pending_create.pop(run_id, None)
         if started is not None:
+            self._post(batch)
             self._create(started, state)
             return
         if self._flow_states.get(run_id) is state.type and state.type is StateType.PENDING:
+            self._post(batch)
             return  # the server moved the run to PENDING itself (a managed run)
-        result = self._call("a flow run state", f"/flow-runs/{run_id}/state", _state(state))
+        if batch.size and not (self._states_apart or self._separate):
+            result = self._post_with_state(batch, run_id, state)
+        else:
+            self._post(batch)
+            result = self._post_state(run_id, state)
+        self._state_verdict(run_id, state, result)
+
+    def _post_state(self, run_id: uuid.UUID, state: rep.StateSnapshot) -> Any:
+        return self._call("a flow run state", f"/flow-runs/{run_id}/state", _state(state))
+
+    def _post_with_state(
+        self, batch: ReportBatch, run_id: uuid.UUID, state: rep.StateSnapshot
+    ) -> Any:
+        """The batch ending with the run's state; returns the verdict on the state."""
+        text = json.dumps({"flow_run_id": str(run_id), **_state(state)}, separators=(",", ":"))
+        try:
+            answer = self._call(
+                "task runs, logs and a flow run state",
+                _BATCH_PATH,
+                batch.body(flow_run_state=text),
+                reraise=_always,
+            )
+        except ApiError as exc:
+            # Refused as a whole, nothing of it stored: the batch alone, then the state alone
+            # (what the API refuses of either, it refuses again, as it did before).
+            if _predates_batch_states(exc):
+                logger.debug("the API predates flow-run states in batches; sending them apart")
+                self._states_apart = True
+                self._separate = self._separate or _predates_batches(exc)
+            self._post(batch)
+            return self._post_state(run_id, state)
+        batch.clear()
+        return answer.get("flow_run_state") if isinstance(answer, dict) else None
+
+    def _state_verdict(self, run_id: uuid.UUID, state: rep.StateSnapshot, result: Any) -> None:
+        """Remember the run's state the API now holds; warn when it did not take ``state``."""
         if not isinstance(result, dict):
             return
         if result.get("status") == "ACCEPT":

@@ -5,25 +5,47 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Query
+from pydantic import Field
 
 from flowyard.schemas import task_runs as s
 from flowyard.schemas.pagination import Page
-from flowyard.schemas.states import StateType
+from flowyard.schemas.states import SetStateResult, StateCreate, StateType
 from flowyard.server.api.deps import Caller, Session
 from flowyard.server.ops import reports, task_runs
 
 router = APIRouter(tags=["task runs"])
 
 
+class FlowRunStateReport(StateCreate):
+    """A flow run's state, proposed once the rest of its batch is stored."""
+
+    flow_run_id: uuid.UUID
+
+
+class RunReport(s.TaskRunBatch):
+    """A batch that may end with a flow run's state: one request for both, not two."""
+
+    flow_run_state: FlowRunStateReport | None = None
+
+
+class RunReportResult(s.TaskRunBatchResult):
+    """What the batch changed and, when it carried one, the verdict on its flow-run state."""
+
+    flow_run_state: SetStateResult | None = Field(default=None, exclude_if=lambda v: v is None)
+
+
 @router.post("/task-runs/batch")
-async def upsert_task_runs(
-    data: s.TaskRunBatch, session: Session, caller: Caller
-) -> s.TaskRunBatchResult:
+async def upsert_task_runs(data: RunReport, session: Session, caller: Caller) -> RunReportResult:
     """Create task runs or move their states, and store log lines, all or nothing.
 
     Re-sending a batch records no task-run state twice (its log lines are stored again).
+    ``flow_run_state``, when given, is proposed last, in the same transaction, as
+    ``POST /flow-runs/{id}/state`` would propose it; the answer carries its verdict.
     """
-    return await reports.record_batch(session, caller, data)
+    state = data.flow_run_state
+    then = None if state is None else (state.flow_run_id, state)
+    result, verdict = await reports.record_batch(session, caller, data, then=then)
+    return RunReportResult(**result.model_dump(), flow_run_state=verdict)
 
 
 @router.get("/flow-runs/{run_id}/task-runs")

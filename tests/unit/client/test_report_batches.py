@@ -86,23 +86,31 @@ def test_the_older_form_has_one_entry_per_state_and_the_lines_apart() -> None:
 
 
 class _OlderApi(BaseHTTPRequestHandler):
-    """An API from before combined batches: it refuses ``logs`` and ``previous_states``."""
+    """An API from before combined batches: it refuses ``logs``, ``previous_states`` and
+    ``flow_run_state``."""
+
+    refused: tuple[str, ...] = ("logs", "previous_states", "flow_run_state")
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.received.append((self.path, body))  # type: ignore[attr-defined]
-        unknown = "logs" if "logs" in body and self.path.endswith("/batch") else None
+        unknown = []
+        if self.path.endswith("/batch"):
+            unknown = [name for name in ("logs", "flow_run_state") if name in body]
         for index, entry in enumerate(body.get("task_runs", [])):
             if "previous_states" in entry:
-                unknown = f"task_runs.{index}.previous_states"
+                unknown.append(f"task_runs.{index}.previous_states")
+        unknown = [name for name in unknown if name.rpartition(".")[2] in self.refused]
         if unknown:
             status, answer = (
                 422,
                 {
-                    "detail": f"{unknown}: is not a known field",
-                    "errors": [{"field": unknown, "message": "is not a known field"}],
+                    "detail": f"{unknown[0]}: is not a known field",
+                    "errors": [{"field": f, "message": "is not a known field"} for f in unknown],
                 },
             )
+        elif self.path.endswith("/state"):
+            status, answer = 200, {"status": "ACCEPT"}
         else:
             status, answer = 200, {}
         data = json.dumps(answer).encode()
@@ -177,6 +185,8 @@ class _Api(BaseHTTPRequestHandler):
         answer: dict[str, Any] = {}
         if self.path.endswith("/state"):
             answer = {"status": "ACCEPT"}
+        elif "flow_run_state" in body:
+            answer = {"flow_run_state": {"status": "ACCEPT"}}
         elif self.path.endswith("/flow-runs"):
             answer = {"id": body["id"], "state_type": body["state"]["type"], "deployment_id": "x"}
         data = json.dumps(answer).encode()
@@ -198,6 +208,14 @@ def api() -> Iterator[ThreadingHTTPServer]:
     yield server
     server.shutdown()
     server.server_close()
+
+
+def _last_state(received: list[tuple[str, dict[str, Any]]]) -> str:
+    """The flow-run state the last request carried: it ends the last batch, or goes alone
+    (when nothing was left to send before it)."""
+    path, body = received[-1]
+    state: str = (body if path.endswith("/state") else body["flow_run_state"])["type"]
+    return state
 
 
 def _flow_state(run: uuid.UUID, kind: StateType, seconds: float) -> rep.StateChanged:
@@ -233,16 +251,20 @@ def test_a_flows_last_line_travels_with_its_last_task_runs_before_its_final_stat
         reporter.close()
         client.close()
     received: list[tuple[str, dict[str, Any]]] = api.received  # type: ignore[attr-defined]
-    assert [path for path, _ in received] == [
-        "/api/flow-runs",
-        "/api/task-runs/batch",
-        f"/api/flow-runs/{run}/state",
-    ]
+    # The final state ends the last batch: no request of its own.
+    assert [path for path, _ in received] == ["/api/flow-runs", "/api/task-runs/batch"]
     assert received[0][1]["state"]["type"] == "RUNNING"
     last_batch = received[1][1]
     assert [e["state_type"] for e in last_batch["task_runs"]] == ["COMPLETED"]
     assert [line["message"] for line in last_batch["logs"]] == ["done", "Finished"]
-    assert received[2][1]["type"] == "COMPLETED"
+    assert last_batch["flow_run_state"] == {
+        "flow_run_id": str(run),
+        "type": "COMPLETED",
+        "name": "Completed",
+        "message": "",
+        "timestamp": at(8).isoformat(),
+    }
+    assert reporter._flow_states[run] is StateType.COMPLETED
 
 
 class _SlowApi(_Api):
@@ -294,8 +316,7 @@ def test_events_emitted_while_a_batch_is_stored_go_out_next_in_order() -> None:
     assert sent_lines == [*messages, "Finished"]
     states = [e["state_type"] for body in batches for e in body.get("task_runs", [])]
     assert states.count("COMPLETED") == 300
-    assert received[-1][0] == f"/api/flow-runs/{run}/state"
-    assert received[-1][1]["type"] == "COMPLETED"
+    assert _last_state(received) == "COMPLETED"
 
 
 def test_work_given_to_a_request_runs_once_before_its_answer_is_read(
@@ -398,7 +419,7 @@ def test_a_recorder_whose_server_keeps_up_sends_few_large_batches(
     assert states.count("COMPLETED") == 200
     # 1,000 events make a batch worth sending: not one request per few task runs.
     assert len(batches) <= 3
-    assert received[-1][0] == f"/api/flow-runs/{run}/state"
+    assert _last_state(received) == "COMPLETED"
 
 
 def test_the_run_a_managed_run_was_started_for_is_not_created_again(

@@ -22,7 +22,11 @@ class _Api(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.received.append((self.path, body))  # type: ignore[attr-defined]
-        answer = {"status": "ACCEPT"} if self.path.endswith("/state") else {}
+        answer: dict[str, object] = {}
+        if self.path.endswith("/state"):
+            answer = {"status": "ACCEPT"}
+        elif "flow_run_state" in body:
+            answer = {"flow_run_state": {"status": "ACCEPT"}}
         data = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -79,11 +83,9 @@ def test_a_managed_run_holds_its_events_until_the_api_answers_again(port: int) -
         reporter.flush(timeout=30)
         later.join()
         received = started[0].received  # type: ignore[attr-defined]
-        assert [path for path, _ in received] == [
-            "/api/task-runs/batch",
-            f"/api/flow-runs/{run_id}/state",
-        ]
+        assert [path for path, _ in received] == ["/api/task-runs/batch"]
         assert received[0][1]["logs"][0]["message"] == "written while the server restarts"
+        assert received[0][1]["flow_run_state"]["type"] == "COMPLETED"
     finally:
         reporter.close()
         client.close()
