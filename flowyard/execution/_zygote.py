@@ -147,11 +147,14 @@ def _serve(request: dict[str, object], fds: list[int], libc: ctypes.CDLL, last_c
         os.dup2(devnull, 0)
         os.close(devnull)
         pid = os.fork()
-    except Exception as exc:  # any failure: the run starts without the zygote
-        print(
-            f"flowyard: zygote could not start the run ({exc}); starting it cold", file=sys.stderr
-        )
-        os.write(exit_fifo, b"cold\n")
+    except Exception as exc:  # any failure: the run starts without the zygote, if it can
+        if request.get("fallback", True):
+            print(f"flowyard: zygote could not start the run ({exc}); starting it cold",
+                  file=sys.stderr)  # fmt: skip
+            os.write(exit_fifo, b"cold\n")
+        else:
+            reason = " ".join(f"the zygote failed: {exc}".split())[:500]
+            os.write(exit_fifo, f"lost 0 {reason}\n".encode())
         return 1
     if pid == 0:
         try:

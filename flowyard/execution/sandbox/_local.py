@@ -85,10 +85,10 @@ from flowyard.execution.sandbox._zygotes import (
     HOLDER,
     MAX_ZYGOTES,
     READY_FIFO,
+    HeldFifos,
     RunRequest,
     Zygote,
     Zygotes,
-    make_fifos,
 )
 from flowyard.execution.sandbox._zygotes import Key as ZygoteKey
 
@@ -259,24 +259,7 @@ class LocalSandbox:
             return _unconfined.UnconfinedHandle(spec, process, resources)
         budget = self._budget.memory_bytes if self._budget is not None else None
         if self._zygotes is not None and self._zygotes.enabled_for(spec):
-            zygote = self._zygotes.get(spec)
-            try:
-                started = await asyncio.to_thread(
-                    self._spawn, spec, self._pool, self._slots, self._tools, zygote
-                )
-            except OSError as exc:
-                raise SandboxError(
-                    f"cannot prepare the sandbox of run {spec.run_id}: {exc}"
-                ) from exc
-            except SandboxError as exc:
-                if zygote is None:
-                    raise
-                logger.warning("run %s: zygote unusable (%s); starting cold", spec.run_id, exc)
-                self._zygotes.discard(zygote)
-                started = await asyncio.to_thread(
-                    self._spawn, spec, self._pool, self._slots, self._tools
-                )
-            return LocalHandle(spec, started, self._pool, budget)
+            return await self._start_forked(spec, self._zygotes, budget)
         standby = self._standbys.take(spec) if self._standbys is not None else None
         if standby is not None:
             try:
@@ -301,14 +284,112 @@ class LocalSandbox:
         self._offer_standby(spec)
         return LocalHandle(spec, started, self._pool, budget)
 
+    async def _start_forked(
+        self, spec: SandboxSpec, zygotes: Zygotes, budget: int | None
+    ) -> SandboxHandle:
+        """A run its environment's zygote forks: into a held standby if one waits, else a new
+        sandbox; cold (and a zygote started for the next runs) if there is no zygote yet."""
+        assert self._pool is not None
+        assert self._slots is not None
+        assert self._tools is not None
+        zygote = zygotes.get(spec)
+        standby = self._standbys.take(spec) if zygote and self._standbys else None
+        if zygote is not None and standby is not None:
+            try:
+                held = await asyncio.to_thread(self._assign_held, standby, spec, zygote)
+            except (OSError, SandboxError) as exc:
+                logger.warning(
+                    "run %s: held sandbox unusable (%s%s); starting another",
+                    spec.run_id,
+                    exc,
+                    _last_words(standby.resources),
+                )
+                await asyncio.to_thread(self._discard, standby.resources)
+            else:
+                self._offer_standby(spec)
+                return LocalHandle(spec, held, self._pool, budget)
+        try:
+            started = await asyncio.to_thread(
+                self._spawn, spec, self._pool, self._slots, self._tools, zygote
+            )
+        except OSError as exc:
+            raise SandboxError(f"cannot prepare the sandbox of run {spec.run_id}: {exc}") from exc
+        except SandboxError as exc:
+            if zygote is None:
+                raise
+            logger.warning("run %s: zygote unusable (%s); starting cold", spec.run_id, exc)
+            zygotes.discard(zygote)
+            zygote = None
+            started = await asyncio.to_thread(
+                self._spawn, spec, self._pool, self._slots, self._tools
+            )
+        if zygote is not None:
+            self._offer_standby(spec)
+        return LocalHandle(spec, started, self._pool, budget)
+
     def _offer_standby(self, spec: SandboxSpec) -> None:
         if self._standbys is not None:
             self._standbys.offer(spec)
 
     def _spawn_standby(self, spec: SandboxSpec) -> RunResources:
+        """A standby sandbox: a loaded runner waiting on its FIFO, or, where a zygote serves
+        runs like it, a holder (with nothing of a run's: no variables, no fallback)."""
         if self._pool is None or self._slots is None or self._tools is None:
             raise SandboxError("standbys need strict isolation")
+        if self._zygotes is not None and self._zygotes.enabled_for(spec):
+            env = {k: v for k, v in spec.env.items() if k != STANDBY_VARIABLE}
+            spec = dataclasses.replace(spec, env=env)
+            return self._spawn(spec, self._pool, self._slots, self._tools, hold=True)
         return self._spawn(spec, self._pool, self._slots, self._tools)
+
+    def _assign_held(self, standby: Standby, spec: SandboxSpec, zygote: Zygote) -> RunResources:
+        """Make a held standby ``spec``'s sandbox and have the zygote fork the run into it."""
+        res = standby.resources
+        held, process = res.held, res.process
+        if held is None or process is None or process.poll() is not None:
+            raise SandboxError("the held sandbox has ended")
+        # Just made, its waiter may not have opened the files in its run dir yet.
+        held.wait_ready(lambda: process.poll() is None)
+        run_dir = self._state / "runs" / spec.run_id
+        try:
+            res.run_dir.rename(run_dir)
+        except OSError as exc:
+            raise SandboxError(f"run {spec.run_id} cannot take a standby: {exc}") from exc
+        res = standby.resources = dataclasses.replace(res, run_dir=run_dir)
+        _check_sources(spec)
+        res.cgroup.rename(f"{CGROUP_PREFIX}{spec.run_id}")
+        res.cgroup.apply(spec.limits, extra_pids=SANDBOX_PROCESSES + ZYGOTE_PROCESSES)
+        _copy_checkout(spec.workdir_source, res.fs.work, self._uid, self._gid)
+        if spec.api_socket is not None:
+            link_socket(self._state / "sockets" / "api", "api.sock", spec.api_socket)
+        runtime = self._runtime_view(spec.runtime_dir)
+        environment = self._environment_view(spec, runtime)
+        paths = _placeholders(environment.python if environment else runtime.python)
+        env = {name: expand(value, paths) for name, value in spec.env.items()}
+        res = standby.resources = dataclasses.replace(res, held=None)
+        try:
+            zygote.request(self._run_request(spec, res, held, env))
+        finally:
+            held.close()
+        record_run(spec, process.pid, res.cgroup, res.fs, run_dir)
+        return res
+
+    def _run_request(
+        self, spec: SandboxSpec, res: RunResources, held: HeldFifos, env: dict[str, str]
+    ) -> RunRequest:
+        assert res.process is not None
+        return RunRequest(
+            bwrap_pid=res.process.pid,
+            module=str(spec.argv[2]),
+            uid=self._uid,
+            gid=self._gid,
+            ready_fd=held.ready,
+            exit_fd=held.exit,
+            output=res.fs.output,
+            env=env,
+            procs=res.cgroup.procs_files,
+            fallback=held.fallback,
+        )
 
     def _assign(self, standby: Standby, spec: SandboxSpec) -> RunResources:
         """Make a waiting standby ``spec``'s sandbox and hand its process the run (a thread)."""
@@ -335,6 +416,8 @@ class LocalSandbox:
 
     def _discard(self, res: RunResources) -> None:
         """Stop a sandbox that never became a run's, and free what it holds."""
+        if res.held is not None:
+            res.held.close()
         res.cgroup.remove()
         if res.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -483,7 +566,11 @@ class LocalSandbox:
         slots: SlotPool,
         tools: _Tools,
         zygote: Zygote | None = None,
+        *,
+        hold: bool = False,
     ) -> RunResources:
+        """Start ``spec`` in a new sandbox; with ``zygote``, have it fork the run there; with
+        ``hold``, a holder waits in it for a zygote's run later (see :meth:`_assign_held`)."""
         run_dir = self._state / "runs" / spec.run_id
         undo = contextlib.ExitStack()
         with undo:
@@ -499,7 +586,8 @@ class LocalSandbox:
             undo.callback(slot.discard)
             cgroup = slot.cgroup
             cgroup.rename(f"{CGROUP_PREFIX}{spec.run_id}")
-            ours = SANDBOX_PROCESSES + (ZYGOTE_PROCESSES if zygote is not None else 0)
+            forked = zygote is not None or hold
+            ours = SANDBOX_PROCESSES + (ZYGOTE_PROCESSES if forked else 0)
             cgroup.apply(spec.limits, extra_pids=ours)
             fs = pool.take(spec.limits.storage_bytes)
             undo.callback(pool.release, fs)
@@ -519,27 +607,22 @@ class LocalSandbox:
                 egress_socket_dir=spec.egress_proxy_socket
                 and link_socket(sockets / "egress", "egress.sock", spec.egress_proxy_socket),
             )
-            fifos = make_fifos(fs.tmp, self._uid, self._gid) if zygote is not None else None
-            process = self._exec(spec, mounts, slot, fs, run_dir, held=fifos is not None)
+            held = None
+            if forked:
+                held = HeldFifos.make(fs.tmp, self._uid, self._gid, fallback=not hold)
+                undo.callback(held.close)
+            process = self._exec(spec, mounts, slot, fs, run_dir, held=forked)
             undo.callback(cgroup.kill_all)
-            if zygote is not None and fifos is not None:
-                zygote.request(
-                    RunRequest(
-                        bwrap_pid=process.pid,
-                        module=str(spec.argv[2]),
-                        uid=self._uid,
-                        gid=self._gid,
-                        ready=fifos[0],
-                        exit=fifos[1],
-                        output=fs.output,
-                        env=self._inside_env(spec, mounts),
-                        procs=cgroup.procs_files,
-                    )
-                )
+            resources = RunResources(process, cgroup, fs, run_dir, held=held if hold else None)
+            if zygote is not None and held is not None:
+                env = self._inside_env(spec, mounts)
+                zygote.request(self._run_request(spec, resources, held, env))
             undo.pop_all()
-            if STANDBY_VARIABLE not in spec.env:  # a standby is recorded when it becomes a run's
+            if held is not None and not hold:  # the zygote's child has its own copies
+                held.close()
+            if STANDBY_VARIABLE not in spec.env and not hold:  # standbys: when a run's
                 record_run(spec, process.pid, cgroup, fs, run_dir)
-        return RunResources(process, cgroup, fs, run_dir)
+        return resources
 
     def _exec(
         self,

@@ -10,6 +10,7 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flowyard.execution.sandbox._adopt import RunRecord, seconds_since
 from flowyard.execution.sandbox._bwrap import PRELUDE_FAILED_EXIT
@@ -26,6 +27,9 @@ from flowyard.execution.sandbox._spec import SandboxSpec
 from flowyard.execution.sandbox._storage import ImagePool
 from flowyard.execution.sandbox._supervise import ExitStatus, SupervisedHandle, exit_code_and_signal
 
+if TYPE_CHECKING:
+    from flowyard.execution.sandbox._zygotes import HeldFifos
+
 logger = logging.getLogger(__name__)
 
 OUTPUT_TAIL_BYTES = 16 * 1024
@@ -40,6 +44,7 @@ class RunResources:
     cgroup: RunCgroup
     fs: MountedImage
     run_dir: Path
+    held: HeldFifos | None = None  # a held standby's FIFOs, until a zygote's run takes it
 
 
 class LocalHandle(SupervisedHandle):

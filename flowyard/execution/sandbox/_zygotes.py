@@ -17,13 +17,17 @@ in a new one, so a late child finds no cgroup to join and gives up.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import select
 import socket
+import struct
 import subprocess
+import termios
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +46,11 @@ EXIT_FIFO = ".flowyard-zygote-exit"
 HOLDER = (
     "trap '' TERM INT HUP QUIT; "  # stopping a run signals its processes: not ours
     'exec 5<"$2" 4<>"$1" || exit 125; shift 2; echo ready >&4; exec 4>&-; '
-    'IFS=" " read -r kind code <&5; exec 5<&-; '
+    'IFS=" " read -r kind code reason <&5; exec 5<&-; '
+    'case "$code" in ""|*[!0-9]*) code=0;; esac; '
     'case "$kind" in exit) exit "$code";; signal) exit $((128 + code));; '
-    'cold) trap - TERM INT HUP QUIT; exec "$@";; esac; '
+    'cold) trap - TERM INT HUP QUIT; exec "$@";; '
+    'lost) echo "flowyard: the run could not be started: $reason" >&2; exit 125;; esac; '
     "echo 'flowyard: the run ended without a status from its zygote' >&2; exit 125"
 )
 MAX_ZYGOTES = 4
@@ -98,6 +104,53 @@ def _safe_at_startup(name: str, value: str) -> bool:
     return not value.startswith("/") and ".." not in value and ("/" not in value or name == "TZ")
 
 
+@dataclass
+class HeldFifos:
+    """The server's ends of a holder's FIFOs, open from before the holder starts.
+
+    ``ready`` (read, non-blocking) keeps the holder's "ready" until a zygote's
+    child reads it; ``exit`` (read-write) lets the holder open its end at once.
+    ``fallback``: the holder has the run's variables and may start it itself.
+    """
+
+    ready: int
+    exit: int
+    fallback: bool
+
+    @classmethod
+    def make(cls, tmp: Path, uid: int, gid: int, *, fallback: bool) -> HeldFifos:
+        """Create both FIFOs in a run's /tmp (host side), owned by the sandbox user."""
+        paths = (tmp / READY_FIFO, tmp / EXIT_FIFO)
+        for path in paths:
+            path.unlink(missing_ok=True)
+            os.mkfifo(path, 0o600)
+            os.chown(path, uid, gid)
+        ready = os.open(paths[0], os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            exit_fd = os.open(paths[1], os.O_RDWR | os.O_CLOEXEC)
+        except OSError:
+            os.close(ready)
+            raise
+        return cls(ready, exit_fd, fallback)
+
+    def wait_ready(self, alive: Callable[[], bool], seconds: float = _START_SECONDS) -> None:
+        """Until the holder has said it is ready (left unread, for the zygote's child)."""
+        deadline = time.monotonic() + seconds
+        pause = 0.002
+        while _pending_bytes(self.ready) == 0:
+            if not alive() or time.monotonic() > deadline:
+                raise SandboxError("the held sandbox never became ready")
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.05)
+
+    def close(self) -> None:
+        for fd in (self.ready, self.exit):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self.ready = self.exit = -1
+
+
 @dataclass(frozen=True)
 class RunRequest:
     """What a zygote's child needs for one run; ``procs`` are ``cgroup.procs`` files."""
@@ -106,11 +159,12 @@ class RunRequest:
     uid: int
     gid: int
     module: str
-    ready: Path
-    exit: Path
+    ready_fd: int
+    exit_fd: int
     output: Path
     env: dict[str, str]
     procs: Sequence[Path]
+    fallback: bool = True
 
 
 class Zygote:
@@ -169,13 +223,14 @@ class Zygote:
         ack_read, ack_write = os.pipe2(os.O_CLOEXEC)
         try:
             files.append(ack_write)
-            files.append(os.open(run.ready, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
-            files.append(os.open(run.exit, os.O_RDWR | os.O_CLOEXEC))
+            files.append(os.dup(run.ready_fd))
+            files.append(os.dup(run.exit_fd))
             files.append(_env_file(run.env))
             files.append(os.open(run.output, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
             files += [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in run.procs]
             header: dict[str, object] = {"bwrap_pid": run.bwrap_pid, "uid": run.uid}
             header |= {"gid": run.gid, "module": run.module, "workdir": WORK_PATH}
+            header["fallback"] = run.fallback
             header["sdk_path"] = SDK_PATH
             with self._lock:
                 socket.send_fds(self._sock, [json.dumps(header).encode()], files)
@@ -281,14 +336,8 @@ class Zygotes:
             old.stop()
 
 
-def make_fifos(tmp: Path, uid: int, gid: int) -> tuple[Path, Path]:
-    """The holder's two FIFOs in a run's /tmp (host side), owned by the sandbox user."""
-    paths = (tmp / READY_FIFO, tmp / EXIT_FIFO)
-    for path in paths:
-        path.unlink(missing_ok=True)
-        os.mkfifo(path, 0o600)
-        os.chown(path, uid, gid)
-    return paths
+def _pending_bytes(fd: int) -> int:
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
 
 
 def _env_file(env: dict[str, str]) -> int:

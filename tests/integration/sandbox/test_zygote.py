@@ -44,6 +44,9 @@ seen = {
     "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
     "cgroup": open("/proc/self/cgroup").read().strip(),
     "net": sorted(os.listdir("/sys/class/net")) if os.path.exists("/sys/class/net") else None,
+    # How long ago the sandbox's init (bubblewrap's) started.
+    "sandbox_age": float(open("/proc/uptime").read().split()[0])
+    - int(open("/proc/1/stat").read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK"),
 }
 print("PROBE " + json.dumps(seen), flush=True)
 action = os.environ.get("ACTION", "")
@@ -153,6 +156,42 @@ async def test_a_forked_run_is_the_sandbox_user_with_no_privilege_in_its_own_san
     assert result.cpu_seconds > 0
     assert result.peak_memory_bytes > 0
     assert seen["net"] in (None, ["lo"])
+
+
+async def test_a_forked_run_takes_a_sandbox_held_ready_for_it(
+    forking: LocalSandbox, sdk: Path, checkout: Path
+) -> None:
+    await _zygote_up(forking, sdk, checkout)
+    second = await (await forking.start(probe_spec(sdk, checkout, RUN="second"))).wait()
+    assert _probe(second.output_tail)["loaded"]
+    for _ in range(400):  # the second run's start prepared a sandbox for the next one
+        if forking.standbys_ready:
+            break
+        await asyncio.sleep(0.025)
+    await asyncio.sleep(1.0)
+
+    third = await (await forking.start(probe_spec(sdk, checkout, RUN="third"))).wait()
+    assert third.ending is Ending.EXITED, third.output_tail
+    seen = _probe(third.output_tail)
+    assert seen["loaded"]
+    assert seen["run"] == "third"
+    assert seen["sandbox_age"] > 0.8  # its sandbox was up before the run started
+    assert "flow.py" in seen["files"]
+    assert int(seen["status"]["CapEff"], 16) == 0
+    assert third.wall_seconds < 5
+
+
+async def test_runs_started_back_to_back_take_held_sandboxes_as_soon_as_they_are_made(
+    forking: LocalSandbox, sdk: Path, checkout: Path
+) -> None:
+    await _zygote_up(forking, sdk, checkout)
+    handles = []
+    for i in range(12):  # each start offers a held sandbox the next one may take at once
+        handles.append(await forking.start(probe_spec(sdk, checkout, RUN=f"r{i}")))
+        await asyncio.sleep(0.005 * (i % 4))
+    results = [await handle.wait() for handle in handles]
+    assert [r.ending for r in results] == [Ending.EXITED] * 12, [r.crash_reason for r in results]
+    assert [_probe(r.output_tail)["run"] for r in results] == [f"r{i}" for i in range(12)]
 
 
 async def test_exit_codes_and_signals_of_a_forked_run_reach_the_result(
