@@ -20,8 +20,12 @@ SQLite may wait or write to disk at length:
   rows) stay on the worker thread.
 
 Reads of ordinary size then hold the loop for as long as SQLite takes to
-answer them, as any CPU work of a request does. The engine that only reads
-(``Database.read_session``, for long-lived polling) keeps aiosqlite's thread.
+answer them, as any CPU work of a request does. The engine for lookups
+(``Database.lookup_session``) runs here too, on connections that may not
+write (``PRAGMA query_only``), so their commits run in place: ending a read
+transaction writes nothing and never checkpoints. The engine for reads that
+may take long (``Database.read_session``: log streams, searches) keeps
+aiosqlite's thread.
 
 Rejected: a separate thread pool (the same round trips), and running the
 busy wait inline (it would stall every request for up to the busy timeout).
@@ -45,9 +49,17 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 class InlineConnection(aiosqlite.Connection):
     """An aiosqlite connection whose calls run in place unless they would wait."""
 
-    def __init__(self, connector: Callable[[], sqlite3.Connection], *, busy_timeout: float) -> None:
+    def __init__(
+        self,
+        connector: Callable[[], sqlite3.Connection],
+        *,
+        busy_timeout: float,
+        reads_only: bool = False,
+    ) -> None:
         super().__init__(connector, iter_chunk_size=64)
         self.busy_timeout_ms = int(busy_timeout * 1000)
+        # A connection that may not write: its commits end read transactions only.
+        self.reads_only = reads_only
         self._thread.daemon = True  # as SQLAlchemy makes aiosqlite's own
         # Calls sent to the worker thread, and calls it has finished: each is
         # written by one thread only. While they differ, a call is running or
@@ -62,7 +74,8 @@ class InlineConnection(aiosqlite.Connection):
         conn = self._connection
         if (
             self._sent != self._done
-            or fn in (conn.commit, conn.close)
+            or fn == conn.close
+            or (fn == conn.commit and not self.reads_only)
             or getattr(fn, "__name__", "") == "executemany"
         ):
             return await self._on_thread(fn, args, kwargs)

@@ -51,7 +51,11 @@ BUSY_TIMEOUT_SECONDS = 30.0
 
 
 def _install_sqlite_hooks(
-    engine: AsyncEngine, *, begin: str = "BEGIN IMMEDIATE", busy_timeout: float
+    engine: AsyncEngine,
+    *,
+    begin: str = "BEGIN IMMEDIATE",
+    busy_timeout: float,
+    query_only: bool = False,
 ) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -62,6 +66,8 @@ def _install_sqlite_hooks(
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        if query_only:
+            cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -129,6 +135,8 @@ class Database:
     # SQLite: sessions that only read, on their own connections with a deferred
     # BEGIN (WAL lets them read beside the writer); None elsewhere.
     _readers: async_sessionmaker[AsyncSession] | None = None
+    # SQLite: the same, for lookups, with calls on the event loop's thread; None elsewhere.
+    _lookups: async_sessionmaker[AsyncSession] | None = None
 
     @property
     def dialect(self) -> str:
@@ -169,10 +177,28 @@ class Database:
         async with self._readers() as session, session.begin():
             yield session
 
+    @asynccontextmanager
+    async def lookup_session(self) -> AsyncIterator[AsyncSession]:
+        """A session for lookups: a few rows by key, as the dispatcher reads per run.
+
+        As :meth:`read_session`, but on SQLite its calls run on the event loop's
+        thread (see ``_sqlite_inline``): a worker thread's round trips cost more
+        than SQLite takes to answer such a read. A read that may take long (a
+        scan, a search) belongs in :meth:`read_session`. Writing in it fails on
+        SQLite.
+        """
+        if self._lookups is None:
+            async with self.read_session() as session:
+                yield session
+            return
+        async with self._lookups() as session, session.begin():
+            yield session
+
     async def dispose(self) -> None:
         await self.engine.dispose()
-        if self._readers is not None:
-            await self._readers.kw["bind"].dispose()
+        for sessions in (self._readers, self._lookups):
+            if sessions is not None:
+                await sessions.kw["bind"].dispose()
 
 
 def create_database(url: str, *, pool_size: int = 10) -> Database:
@@ -205,11 +231,26 @@ def create_database(url: str, *, pool_size: int = 10) -> Database:
     )
     _install_sqlite_hooks(reader, begin="BEGIN", busy_timeout=BUSY_TIMEOUT_SECONDS)
     readers = async_sessionmaker(reader, expire_on_commit=False)
-    return Database(url=url, engine=engine, sessions=sessions, _turn=_Turn(), _readers=readers)
+    lookup = create_async_engine(
+        url,
+        async_creator=_inline_sqlite(parsed, reads_only=True),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+    )
+    _install_sqlite_hooks(lookup, begin="BEGIN", busy_timeout=0, query_only=True)
+    lookups = async_sessionmaker(lookup, expire_on_commit=False)
+    return Database(
+        url=url,
+        engine=engine,
+        sessions=sessions,
+        _turn=_Turn(),
+        _readers=readers,
+        _lookups=lookups,
+    )
 
 
-def _inline_sqlite(url: URL) -> Callable[[], Awaitable[Any]]:
-    """Connections of the writing engine: calls on the loop's thread (see ``_sqlite_inline``)."""
+def _inline_sqlite(url: URL, *, reads_only: bool = False) -> Callable[[], Awaitable[Any]]:
+    """Connections whose calls run on the loop's thread (see ``_sqlite_inline``)."""
     from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 
     from flowyard.server.db import _sqlite_inline  # loaded where SQLite is used
@@ -218,7 +259,9 @@ def _inline_sqlite(url: URL) -> Callable[[], Awaitable[Any]]:
 
     async def connect() -> Any:
         opener = _sqlite_inline.connector(*args, **options)
-        connection = _sqlite_inline.InlineConnection(opener, busy_timeout=BUSY_TIMEOUT_SECONDS)
+        connection = _sqlite_inline.InlineConnection(
+            opener, busy_timeout=BUSY_TIMEOUT_SECONDS, reads_only=reads_only
+        )
         await connection
         return connection
 

@@ -8,7 +8,7 @@ transactions per run, not one per line. Each line keeps the time it was
 logged, so the order of a run's log is unchanged.
 
 Reads (a run's state, which runs were asked to cancel) use the database's
-read session: on SQLite they neither wait for nor block writers.
+lookup session: on SQLite they neither wait for nor block writers.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class DbRecorder:
     async def _principal(self, run_id: uuid.UUID) -> Principal:
         workspace_id = self._workspaces.get(run_id)
         if workspace_id is None:
-            async with self.ctx.db.read_session() as session:
+            async with self.ctx.db.lookup_session() as session:
                 workspace_id = await session.scalar(
                     select(m.FlowRun.workspace_id).where(m.FlowRun.id == run_id)
                 )
@@ -143,7 +143,7 @@ class DbRecorder:
         if not run_ids:
             return {}
         query = select(m.FlowRun.id, m.FlowRun.state_type).where(m.FlowRun.id.in_(list(run_ids)))
-        async with self.ctx.db.read_session() as session:
+        async with self.ctx.db.lookup_session() as session:
             rows = (await session.execute(query)).all()
         return {run_id: StateType(state) for run_id, state in rows}
 

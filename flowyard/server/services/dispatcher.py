@@ -77,7 +77,7 @@ def host_capacity(ctx: ServerContext) -> int:
 async def _job_for(
     ctx: ServerContext, run_id: uuid.UUID, claimed_at: float | None = None
 ) -> RunJob | None:
-    async with ctx.db.read_session() as session:
+    async with ctx.db.lookup_session() as session:
         run = await session.get(m.FlowRun, run_id)
         if run is None or run.deployment_id is None:
             return None
@@ -189,7 +189,7 @@ class Dispatcher:
     async def dispatch_once(self) -> int:
         """Claim what capacity allows and start each run. Returns how many started."""
         started = 0
-        async with self.ctx.db.read_session() as session:
+        async with self.ctx.db.lookup_session() as session:
             pool_ids = await claims.pools_with_due_runs(session)
         for pool_id in pool_ids:
             free = self.capacity.free
@@ -225,7 +225,7 @@ class Dispatcher:
         )
         # Woken by every change while the host is full: most times every waiting run
         # already says why, and a read (which blocks no writer) finds that out.
-        async with self.ctx.db.read_session() as session:
+        async with self.ctx.db.lookup_session() as session:
             if (await session.execute(query.with_only_columns(m.FlowRun.id))).first() is None:
                 return
         async with self.ctx.db.session() as session:

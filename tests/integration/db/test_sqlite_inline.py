@@ -105,3 +105,35 @@ async def test_an_error_that_is_not_a_lock_fails_the_statement_at_once(
             await session.execute(text("SELECT * FROM nothing_here"))
     await _write(db, 3)
     assert await _marks(db) == [3]
+
+
+async def test_a_lookup_reads_beside_another_process_write_lock_without_leaving_the_loop(
+    sqlite_db: tuple[Database, Path],
+) -> None:
+    db, path = sqlite_db
+    await _write(db, 1)
+    other = _hold_write_lock(path)
+    other.execute("INSERT INTO marks VALUES (2)")
+    try:
+        async with db.lookup_session() as session:
+            rows = list((await session.execute(text("SELECT n FROM marks"))).scalars())
+            raw = await (await session.connection()).get_raw_connection()
+            connection = raw.driver_connection
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert rows == [1]  # what was committed when it began
+    assert connection._sent == 0  # not one call, its commit included, went to the worker thread
+    async with db.lookup_session() as session:
+        assert list((await session.execute(text("SELECT n FROM marks ORDER BY n"))).scalars()) == [
+            1,
+            2,
+        ]
+
+
+async def test_a_lookup_may_not_write(sqlite_db: tuple[Database, Path]) -> None:
+    db, _ = sqlite_db
+    with pytest.raises(Exception, match="readonly"):
+        async with db.lookup_session() as session:
+            await session.execute(text("INSERT INTO marks VALUES (1)"))
+    assert await _marks(db) == []
