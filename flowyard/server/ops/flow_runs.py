@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select
+from sqlalchemy import Select, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas import flow_runs as s
@@ -459,6 +459,28 @@ async def record_execution(
         await end_orphans(session, run, now)
     await session.flush()
     return run
+
+
+_MEASURED = tuple(f for f in s.ExecutionReport.model_fields if f != "heartbeat")
+
+
+async def write_report(
+    session: AsyncSession, principal: Principal, run_id: uuid.UUID, report: s.ExecutionReport
+) -> bool:
+    """:func:`record_execution` short of teardown, in one statement: the run is not read.
+
+    For the platform (an API key's principal): whether the run exists in its workspace.
+    """
+    principal.require_api_key()
+    values: dict[str, Any] = {f: v for f in _MEASURED if (v := getattr(report, f)) is not None}
+    if report.heartbeat:
+        values["heartbeat_at"] = _now()
+    where = (m.FlowRun.id == run_id, m.FlowRun.workspace_id == principal.workspace_id)
+    if not values:  # nothing to write: whether the run is there
+        return (await session.execute(select(m.FlowRun.id).where(*where))).first() is not None
+    statement = update(m.FlowRun).where(*where).values(values)
+    result = await session.execute(statement.execution_options(synchronize_session=False))
+    return bool(getattr(result, "rowcount", 0))
 
 
 async def delete_flow_run(session: AsyncSession, principal: Principal, run_id: uuid.UUID) -> None:

@@ -1,11 +1,13 @@
 """The dispatcher's recorder: the execution plane writes back through ops.
 
-Its log lines (a run's stages: "cloned …", "environment ready …") are held
-for at most :data:`LOG_FLUSH_SECONDS` and written together: with a state
-change or an execution report of the same run, in that same transaction,
-or on their own for every run at once. A burst of runs then costs a few
-transactions per run, not one per line. Each line keeps the time it was
-logged, so the order of a run's log is unchanged.
+Its log lines (a run's stages: "cloned …", "environment ready …") and its
+execution reports short of teardown (the commit a run resolved, its sandbox
+and process) are held for at most :data:`LOG_FLUSH_SECONDS` and written
+together: with a state change or the teardown of the same run, in that same
+transaction, or on their own for every run at once. A burst of runs then
+costs a few transactions per run, not one per line or report. Each line
+keeps the time it was logged, so the order of a run's log is unchanged; a
+run's reports apply in the order they were made.
 
 Reads (a run's state, which runs were asked to cancel) use the database's
 lookup session: on SQLite they neither wait for nor block writers.
@@ -18,6 +20,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -43,6 +46,8 @@ class DbRecorder:
         self.ctx = ctx
         self._workspaces: dict[uuid.UUID, uuid.UUID] = {}
         self._lines: dict[uuid.UUID, list[LogCreate]] = {}
+        # Per run, its held reports as one (a later report's fields win).
+        self._reports: dict[uuid.UUID, ExecutionReport] = {}
         self._flusher: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task[None]] = set()
         # Held lines are written in the order they were taken: log ids are the read cursor.
@@ -70,10 +75,7 @@ class DbRecorder:
             timestamp=datetime.now(UTC),
         )
         self._lines.setdefault(run_id, []).append(line)
-        if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().call_later(
-                LOG_FLUSH_SECONDS, self._flush_soon
-            )
+        self._flush_later()
 
     async def set_state(self, run_id: uuid.UUID, state: StateCreate) -> SetStateResult:
         principal = await self._principal(run_id)
@@ -84,11 +86,17 @@ class DbRecorder:
     async def report(
         self, run_id: uuid.UUID, report: ExecutionReport, *, teardown: bool = False
     ) -> None:
+        """Held as lines are, but for the teardown: written at once, with what is held."""
         principal = await self._principal(run_id)
+        if not teardown:
+            held = self._reports.get(run_id)
+            self._reports[run_id] = report if held is None else _merged(held, report)
+            self._flush_later()
+            return
         async with self._writing, self.ctx.db.session() as session:
             await self._write_held(session, principal, run_id)
-            await flow_runs.record_execution(session, principal, run_id, report, teardown=teardown)
-        if teardown and run_id not in self._lines:
+            await flow_runs.record_execution(session, principal, run_id, report, teardown=True)
+        if run_id not in self._lines and run_id not in self._reports:
             self._workspaces.pop(run_id, None)
 
     async def current_state(self, run_id: uuid.UUID) -> StateType:
@@ -102,22 +110,30 @@ class DbRecorder:
         return {run_id for run_id, state in states.items() if state is StateType.CANCELLING}
 
     async def flush(self) -> None:
-        """Write every held line now (one transaction per workspace)."""
+        """Write every held line and report now (one transaction per workspace)."""
         if self._flusher is not None:
             self._flusher.cancel()
             self._flusher = None
         async with self._writing:
             held, self._lines = self._lines, {}
-            by_workspace: dict[uuid.UUID, list[LogCreate]] = {}
-            for run_id, lines in held.items():
+            reports, self._reports = self._reports, {}
+            by_workspace: dict[uuid.UUID, _Held] = {}
+            for run_id in {**held, **reports}:
                 with contextlib.suppress(NotFound):  # a run deleted meanwhile: its lines go too
                     principal = await self._principal(run_id)
-                    by_workspace.setdefault(principal.workspace_id, []).extend(lines)
-            for workspace_id, lines in by_workspace.items():
+                    into = by_workspace.setdefault(principal.workspace_id, _Held())
+                    into.lines.extend(held.get(run_id, ()))
+                    if run_id in reports:
+                        into.reports[run_id] = reports[run_id]
+            for workspace_id, into in by_workspace.items():
                 principal = Principal(workspace_id=workspace_id, kind="api_key", is_admin=True)
                 with contextlib.suppress(NotFound):
                     async with self.ctx.db.session() as session:
-                        await logs.write_lines(session, principal, lines)
+                        await logs.write_lines(session, principal, into.lines)
+                        for run_id in sorted(into.reports):  # rows locked in id order
+                            await flow_runs.write_report(
+                                session, principal, run_id, into.reports[run_id]
+                            )
 
     async def secret(self, workspace_id: uuid.UUID, name: str) -> str:
         principal = Principal(workspace_id=workspace_id, kind="api_key", is_admin=True)
@@ -138,6 +154,9 @@ class DbRecorder:
         lines = self._lines.pop(run_id, None)
         if lines:
             await logs.write_lines(session, principal, lines)
+        report = self._reports.pop(run_id, None)
+        if report is not None:
+            await flow_runs.write_report(session, principal, run_id, report)
 
     async def _states(self, run_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, StateType]:
         if not run_ids:
@@ -146,6 +165,12 @@ class DbRecorder:
         async with self.ctx.db.lookup_session() as session:
             rows = (await session.execute(query)).all()
         return {run_id: StateType(state) for run_id, state in rows}
+
+    def _flush_later(self) -> None:
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().call_later(
+                LOG_FLUSH_SECONDS, self._flush_soon
+            )
 
     def _flush_soon(self) -> None:
         self._flusher = None
@@ -156,5 +181,20 @@ class DbRecorder:
     async def _flush_logged(self) -> None:
         try:
             await self.flush()
-        except Exception:  # the database is down: the lines are lost, the runs go on
-            logger.exception("could not write the execution plane's log lines")
+        except Exception:  # the database is down: what was held is lost, the runs go on
+            logger.exception("could not write the execution plane's log lines and reports")
+
+
+@dataclass
+class _Held:
+    """A workspace's share of a flush."""
+
+    lines: list[LogCreate] = field(default_factory=list)
+    reports: dict[uuid.UUID, ExecutionReport] = field(default_factory=dict)
+
+
+def _merged(held: ExecutionReport, later: ExecutionReport) -> ExecutionReport:
+    """Two reports of a run as one: the fields the later one sets win."""
+    return held.model_copy(
+        update={name: value for name, value in later if value is not None and value is not False}
+    )

@@ -12,6 +12,7 @@ from flowyard.schemas.flow_runs import ExecutionReport
 from flowyard.schemas.states import StateCreate, StateType
 from flowyard.server.context import ServerContext
 from flowyard.server.db import Database
+from flowyard.server.db import models as m
 from flowyard.server.keys import ServerKeys
 from flowyard.server.ops import logs
 from flowyard.server.ops.auth import Principal
@@ -101,3 +102,57 @@ async def test_one_read_says_which_runs_were_asked_to_cancel(
         await recorder.current_state(missing)
     with pytest.raises(NotFound):  # an unknown run fails when logged, not later at the flush
         await recorder.log(missing, "nobody")
+
+
+async def _run_row(db: Database, run_id: uuid.UUID) -> m.FlowRun:
+    async with db.session() as session:
+        run = await session.get(m.FlowRun, run_id)
+    assert run is not None
+    return run
+
+
+async def test_reports_are_held_and_written_as_one_with_the_runs_next_state_change(
+    db: Database, principal: Principal, recorder: DbRecorder
+) -> None:
+    [run_id] = await managed_runs(db, principal, 1)
+    await recorder.report(run_id, ExecutionReport(resolved_commit="a" * 40))
+    await recorder.report(run_id, ExecutionReport(backend="local", process_id=41))
+    await recorder.report(run_id, ExecutionReport(process_id=42, heartbeat=True))
+    held = await _run_row(db, run_id)
+    assert (held.resolved_commit, held.backend, held.heartbeat_at) == (None, None, None)
+
+    await recorder.set_state(run_id, StateCreate(type=StateType.PENDING))
+
+    run = await _run_row(db, run_id)
+    assert (run.resolved_commit, run.backend, run.process_id) == ("a" * 40, "local", 42)
+    assert run.heartbeat_at is not None
+    assert run.state_type == StateType.PENDING.value
+
+
+async def test_reports_no_state_change_follows_are_written_within_the_flush_interval(
+    db: Database, principal: Principal, recorder: DbRecorder
+) -> None:
+    first, second = await managed_runs(db, principal, 2)
+    await recorder.report(first, ExecutionReport(sandbox_id="one"))
+    await recorder.log(second, "sandbox started in 0.01 s")
+    await recorder.report(second, ExecutionReport(sandbox_id="two"))
+
+    for _ in range(100):
+        await asyncio.sleep(LOG_FLUSH_SECONDS)
+        written = [(await _run_row(db, r)).sandbox_id for r in (first, second)]
+        if all(written):
+            break
+    assert written == ["one", "two"]
+    assert await _messages(db, principal, second) == ["sandbox started in 0.01 s"]
+
+
+async def test_a_teardown_writes_what_is_held_first_and_its_own_fields_last(
+    db: Database, principal: Principal, recorder: DbRecorder
+) -> None:
+    [run_id] = await managed_runs(db, principal, 1)
+    await recorder.report(run_id, ExecutionReport(backend="local", exit_code=3))
+    await recorder.report(run_id, ExecutionReport(exit_code=0, cpu_seconds=0.5), teardown=True)
+    run = await _run_row(db, run_id)
+    assert (run.backend, run.exit_code, run.cpu_seconds) == ("local", 0, 0.5)
+    await recorder.flush()  # nothing left held for it
+    assert (await _run_row(db, run_id)).exit_code == 0
