@@ -36,12 +36,6 @@ from flowyard.execution.sandbox._layout import (
 from flowyard.execution.sandbox._runtime import EnvironmentView, RuntimeView
 from flowyard.execution.sandbox._spec import NetworkMode, SandboxSpec
 
-# What Python, TLS, DNS and git need from /etc; the rest of /etc stays hidden.
-ETC_ENTRIES = (
-    "alternatives", "ca-certificates", "ca-certificates.conf", "crypto-policies", "gai.conf",
-    "host.conf", "hosts", "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "mime.types",
-    "nsswitch.conf", "os-release", "pki", "protocols", "resolv.conf", "services", "ssl", "timezone",
-)  # fmt: skip
 HOSTNAME = "flowyard"
 # Runs as the sandbox user with an empty environment: stdin carries the run's
 # script (variables, then ``set --`` with its command), read without reopening
@@ -61,8 +55,7 @@ class Mounts:
     environment: EnvironmentView | None
     work_dir: Path
     tmp_dir: Path
-    passwd: Path
-    group: Path
+    etc: Path  # the prepared /etc (see ``_etc``)
     # Directories holding a link to the API's (egress proxy's) socket, bound instead of
     # the socket file so that runs reach a restarted server; None: bind the file.
     api_socket_dir: Path | None = None
@@ -150,21 +143,11 @@ def account_files(uid: int, gid: int) -> tuple[str, str]:
 
 
 def _system_args(args: list[str], mounts: Mounts) -> _Dirs:
-    """The host's system dirs, /proc, /dev and the few /etc files a run sees."""
+    """The host's system dirs, /proc, /dev and the prepared /etc (one mount, see ``_etc``)."""
     args += system_dirs_args()
     args += ["--proc", "/proc", "--dev", "/dev"]
     dirs = _Dirs(args)
-    dirs.make("/etc")
-    for name in ETC_ENTRIES:
-        args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    args += [
-        "--ro-bind",
-        str(mounts.passwd),
-        "/etc/passwd",
-        "--ro-bind",
-        str(mounts.group),
-        "/etc/group",
-    ]
+    dirs.bind(mounts.etc, "/etc")
     return dirs
 
 

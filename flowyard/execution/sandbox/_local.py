@@ -43,6 +43,7 @@ from flowyard.execution.sandbox._budget import RunsBudget, memory_pressure
 from flowyard.execution.sandbox._cgroups import RunCgroup
 from flowyard.execution.sandbox._egress import bridge_command
 from flowyard.execution.sandbox._errors import IsolationUnavailable, SandboxError
+from flowyard.execution.sandbox._etc import EtcView
 from flowyard.execution.sandbox._layout import (
     API_SOCKET_PATH,
     EGRESS_PROXY_URL,
@@ -166,10 +167,7 @@ class LocalSandbox:
             os.close(self._lock)
             raise
         self._tools = tools = dataclasses.replace(tools, cgroups=self._budget.layout)
-        passwd, group = _bwrap.account_files(uid, gid)
-        (state_dir / "etc").mkdir(exist_ok=True)
-        (state_dir / "etc" / "passwd").write_text(passwd)
-        (state_dir / "etc" / "group").write_text(group)
+        self._etc = EtcView(state_dir / "etc-views", _bwrap.account_files(uid, gid))
         # Runs whose process still lives wait for adopt(); the other leftovers go first:
         # their processes must be gone before their disks are unmounted.
         self._adoptable = adoptable_runs(state_dir / "runs")
@@ -543,10 +541,9 @@ class LocalSandbox:
         environment = self._environment_view(spec, runtime)
         python = environment.python if environment else runtime.python
         paths = _placeholders(python)
-        etc = self._state / "etc"
         empty = self._state / "zygote-empty"
         empty.mkdir(exist_ok=True)
-        mounts = _bwrap.Mounts(runtime, environment, empty, empty, etc / "passwd", etc / "group")
+        mounts = _bwrap.Mounts(runtime, environment, empty, empty, self._etc.path())
         env = {name: expand(value, paths) for name, value in startup_env(spec.env).items()}
         options = _bwrap.zygote_options(spec, mounts, env)
         args = os.memfd_create("flowyard-zygote-args", os.MFD_CLOEXEC)
@@ -593,15 +590,13 @@ class LocalSandbox:
             undo.callback(pool.release, fs)
             (run_dir / "fs").symlink_to(fs.mount_point)  # for a restarted server's reclaim
             _copy_checkout(spec.workdir_source, fs.work, self._uid, self._gid)
-            etc = self._state / "etc"
             sockets = self._state / "sockets"
             mounts = _bwrap.Mounts(
                 runtime,
                 environment,
                 fs.work,
                 fs.tmp,
-                etc / "passwd",
-                etc / "group",
+                self._etc.path(),
                 api_socket_dir=spec.api_socket
                 and link_socket(sockets / "api", "api.sock", spec.api_socket),
                 egress_socket_dir=spec.egress_proxy_socket

@@ -33,8 +33,7 @@ def options(*, socket_dirs: bool = False, **changes: object) -> list[str]:
         environment=None,
         work_dir=Path("/state/images/1.mnt/work"),
         tmp_dir=Path("/state/images/1.mnt/tmp"),
-        passwd=Path("/state/etc/passwd"),
-        group=Path("/state/etc/group"),
+        etc=Path("/state/etc-views/1"),
         api_socket_dir=Path("/state/sockets/api") if socket_dirs else None,
         egress_socket_dir=Path("/state/sockets/egress") if socket_dirs else None,
     )
@@ -97,12 +96,10 @@ def test_no_host_home_data_or_state_path_is_a_sandbox_path() -> None:
         assert not target.startswith(("/root", "/home", "/state", "/var", "/sys"))
 
 
-def test_only_a_subset_of_etc_is_visible_and_accounts_are_generated() -> None:
+def test_etc_is_the_prepared_view_in_one_mount_and_accounts_are_generated() -> None:
     binds = targets(options())
-    etc = {t for t in binds if t.startswith("/etc/")}
-    assert {"/etc/ssl", "/etc/resolv.conf", "/etc/passwd"} <= etc
-    assert not {"/etc/shadow", "/etc/sudoers", "/etc/ssh"} & etc
-    assert binds["/etc/passwd"] == "/state/etc/passwd"
+    assert binds["/etc"] == "/state/etc-views/1"
+    assert not [t for t in binds if t.startswith("/etc/")]
     passwd, _ = account_files(65534, 65534)
     assert passwd.count("\n") == 2
 
