@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.execution.jobs import RunJob
 from flowyard.execution.pipeline import RunPipeline
@@ -79,28 +80,41 @@ async def _job_for(
 ) -> RunJob | None:
     async with ctx.db.lookup_session() as session:
         run = await session.get(m.FlowRun, run_id)
-        if run is None or run.deployment_id is None:
+        if run is None:
             return None
-        dep = await session.get(m.Deployment, run.deployment_id)
-        pool = await session.get(m.WorkPool, run.work_pool_id) if run.work_pool_id else None
-        if dep is None:
-            return None
-        return RunJob(
-            run_id=run.id,
-            workspace_id=run.workspace_id,
-            flow_name=dep.flow_name,
-            deployment_name=dep.name,
-            entrypoint=dep.entrypoint,
-            source=dict(dep.source),
-            job_variables=dict(run.job_variables),
-            isolation=pool.isolation if pool else "strict",
-            pull_steps=tuple(dep.pull_steps),
-            parameters=dict(run.parameters),
-            claimed_at=claimed_at,
-            created_at=_monotonic_of(run.created),
-            run_name=run.name,
-            deployment_id=run.deployment_id,
-        )
+        return _job_of(*await _run_with_sources(session, run), claimed_at)
+
+
+async def _run_with_sources(
+    session: AsyncSession, run: m.FlowRun
+) -> tuple[m.FlowRun, m.Deployment | None, m.WorkPool | None]:
+    """The run, its deployment and its pool (from the session's own, when it read them)."""
+    dep = await session.get(m.Deployment, run.deployment_id) if run.deployment_id else None
+    pool = await session.get(m.WorkPool, run.work_pool_id) if run.work_pool_id else None
+    return run, dep, pool
+
+
+def _job_of(
+    run: m.FlowRun, dep: m.Deployment | None, pool: m.WorkPool | None, claimed_at: float | None
+) -> RunJob | None:
+    if run.deployment_id is None or dep is None:
+        return None
+    return RunJob(
+        run_id=run.id,
+        workspace_id=run.workspace_id,
+        flow_name=dep.flow_name,
+        deployment_name=dep.name,
+        entrypoint=dep.entrypoint,
+        source=dict(dep.source),
+        job_variables=dict(run.job_variables),
+        isolation=pool.isolation if pool else "strict",
+        pull_steps=tuple(dep.pull_steps),
+        parameters=dict(run.parameters),
+        claimed_at=claimed_at,
+        created_at=_monotonic_of(run.created),
+        run_name=run.name,
+        deployment_id=run.deployment_id,
+    )
 
 
 def _monotonic_of(moment: datetime) -> float:
@@ -204,9 +218,10 @@ class Dispatcher:
             claimed_at = time.monotonic()
             async with self.ctx.db.session() as session:
                 result = await claims.claim_runs(session, pool_id, self.id, limit=free)
-                claimed = [r.id for r in result.claimed]
-            for run_id in claimed:
-                self._start(run_id, claimed_at=claimed_at)
+                # The claim read each run's deployment and pool: its job needs no read of its own.
+                claimed = [await _run_with_sources(session, run) for run in result.claimed]
+            for run, dep, pool in claimed:
+                self._start(run.id, claimed_at=claimed_at, job=_job_of(run, dep, pool, claimed_at))
                 started += 1
         return started
 
@@ -238,9 +253,12 @@ class Dispatcher:
         adopted: sb.SandboxHandle | None = None,
         *,
         claimed_at: float | None = None,
+        job: RunJob | None = None,
     ) -> None:
         self.capacity.active.add(run_id)
-        task = asyncio.create_task(self._execute(run_id, adopted, claimed_at), name=f"run-{run_id}")
+        task = asyncio.create_task(
+            self._execute(run_id, adopted, claimed_at, job), name=f"run-{run_id}"
+        )
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -249,9 +267,10 @@ class Dispatcher:
         run_id: uuid.UUID,
         adopted: sb.SandboxHandle | None = None,
         claimed_at: float | None = None,
+        job: RunJob | None = None,
     ) -> None:
         try:
-            job = await _job_for(self.ctx, run_id, claimed_at)
+            job = job or await _job_for(self.ctx, run_id, claimed_at)
             if job is not None and adopted is not None:
                 await self.pipeline.resume(job, adopted)
             elif job is not None:

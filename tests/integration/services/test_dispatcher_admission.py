@@ -8,8 +8,11 @@ the test controls how many are active.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from pathlib import Path
+
+import pytest
 
 from flowyard.execution.jobs import RunJob
 from flowyard.execution.pipeline import RunPipeline
@@ -19,7 +22,7 @@ from flowyard.server.db import Database
 from flowyard.server.db import models as m
 from flowyard.server.keys import ServerKeys
 from flowyard.server.ops.auth import Principal
-from flowyard.server.services.dispatcher import Dispatcher
+from flowyard.server.services.dispatcher import Dispatcher, _job_for
 from flowyard.settings import Settings
 from tests.integration.services.conftest import managed_runs
 
@@ -29,8 +32,10 @@ class HeldPipeline:
 
     def __init__(self) -> None:
         self.executing: dict[uuid.UUID, asyncio.Event] = {}
+        self.jobs: dict[uuid.UUID, RunJob] = {}
 
     async def execute(self, job: RunJob) -> None:
+        self.jobs[job.run_id] = job
         release = self.executing[job.run_id] = asyncio.Event()
         await release.wait()
 
@@ -113,3 +118,22 @@ async def test_runs_wait_while_memory_is_short_and_start_when_it_frees(
     assert {s[0] for s in await _states(db, run_ids)} == {StateType.PENDING.value}
     for run_id in list(pipeline.executing):
         pipeline.finish(run_id)
+
+
+async def test_a_claimed_runs_job_is_the_one_a_read_of_the_run_gives(
+    db: Database, principal: Principal, flowyard_home: Path
+) -> None:
+    [run_id] = await managed_runs(db, principal, 1)
+    pipeline = HeldPipeline()
+    dispatcher = _dispatcher(db, flowyard_home, pipeline, max_runs=2, pressure=[None])
+
+    assert await dispatcher.dispatch_once() == 1  # built from what the claim read
+    await _settle(pipeline, 1)
+    job = pipeline.jobs[run_id]
+    read = await _job_for(dispatcher.ctx, run_id, job.claimed_at)
+    assert read is not None
+    assert job.claimed_at is not None
+    assert job.created_at == pytest.approx(read.created_at, abs=0.5)
+    assert dataclasses.replace(job, created_at=None) == dataclasses.replace(read, created_at=None)
+    assert (job.full_name, job.entrypoint, job.isolation) == ("etl/nightly", "etl.py:etl", "strict")
+    pipeline.finish(run_id)
