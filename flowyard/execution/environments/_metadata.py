@@ -7,7 +7,7 @@ import logging
 import os
 import uuid
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ class EnvironmentRecord:
         )
 
 
+USED_GRANULARITY = timedelta(seconds=60)
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 
@@ -74,11 +77,18 @@ def write_record(env_dir: Path, record: EnvironmentRecord) -> None:
 
 
 def mark_used(env_dir: Path) -> EnvironmentRecord | None:
-    """Update ``last_used``; return the record (``None`` if it is unreadable)."""
+    """Update ``last_used``; return the record (``None`` if it is unreadable).
+
+    Eviction orders environments by days of disuse: a record written less than
+    :data:`USED_GRANULARITY` ago is left as it is (a burst of runs writes it once).
+    """
     record = read_record(env_dir)
     if record is None:
         return None
-    updated = replace(record, last_used=now())
+    moment = now()
+    if moment - record.last_used < USED_GRANULARITY:
+        return record
+    updated = replace(record, last_used=moment)
     try:
         write_record(env_dir, updated)
     except OSError:
