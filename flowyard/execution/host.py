@@ -389,6 +389,7 @@ def _checks(caps: HostCapabilities) -> list[Check]:
             else "sysctl kernel.unprivileged_userns_clone=1",
             required=not caps.is_root,
         ),
+        _zygote_check(caps),
         *_cgroup_checks(caps),
         Check(
             "loop devices",
@@ -408,6 +409,20 @@ def _checks(caps: HostCapabilities) -> list[Check]:
         ),
     ]
     return checks
+
+
+def _zygote_check(caps: HostCapabilities) -> Check:
+    """Whether runs can be forked from a loaded interpreter into their sandboxes (setns)."""
+    kinds = ("mnt", "pid", "net", "ipc", "uts", "cgroup")
+    missing = [kind for kind in kinds if not os.path.exists(f"/proc/self/ns/{kind}")]
+    ok = caps.is_root and caps.namespaces and not missing
+    if ok:
+        detail = "runs of a cached environment fork from a loaded interpreter"
+    elif missing:
+        detail = f"the kernel cannot enter {', '.join(missing)} namespaces; runs start cold"
+    else:
+        detail = "needs root and namespaces; runs start cold"
+    return Check("zygotes", ok, detail, "" if ok else "see the checks above", required=False)
 
 
 def _cgroup_checks(caps: HostCapabilities) -> list[Check]:

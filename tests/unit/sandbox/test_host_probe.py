@@ -179,3 +179,11 @@ def test_two_sandboxes_cannot_share_a_state_dir(
             LocalSandbox(tmp_path / "state", isolation="none", capabilities=caps())
     finally:
         first.close()
+
+
+def test_zygotes_are_reported_and_never_refuse_a_host() -> None:
+    assert {c.name: c for c in caps().checks}["zygotes"].ok
+    without_root = {c.name: c for c in caps(is_root=False).checks}["zygotes"]
+    assert not without_root.ok
+    assert not without_root.required
+    assert "start cold" in without_root.detail
