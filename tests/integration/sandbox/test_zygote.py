@@ -62,6 +62,11 @@ if action == "term":
     signal.signal(signal.SIGTERM, stop)
     print("waiting", flush=True)
     time.sleep(60)
+if action == "linger":
+    import time
+    time.sleep(3)
+    print("lingered", flush=True)
+    raise SystemExit(4)
 if action == "memory":
     hog = [bytearray(1024 * 1024) for _ in range(10_000)]
 """
@@ -230,6 +235,35 @@ async def test_a_forked_run_over_its_memory_limit_is_out_of_memory(
     result = await (await forking.start(probe_spec(sdk, checkout, ACTION="memory"))).wait()
     assert _probe(result.output_tail)["loaded"]
     assert result.ending is Ending.OUT_OF_MEMORY, result
+
+
+async def test_a_forked_run_outlives_its_server_and_zygote_and_is_adopted(
+    capabilities: HostCapabilities, tmp_path: Path, sdk: Path, checkout: Path
+) -> None:
+    state = tmp_path / "state-adopt"
+    first = LocalSandbox(state, capabilities=capabilities, images_per_size=1)
+    try:
+        await _zygote_up(first, sdk, checkout)
+        spec = probe_spec(sdk, checkout, ACTION="linger")
+        handle = await first.start(spec)
+        for _ in range(400):
+            if b"PROBE" in handle.read_output(0, 100_000):
+                break
+            await asyncio.sleep(0.025)
+    finally:
+        first.close()  # the server goes away; its zygote exits with it, the run goes on
+    second = LocalSandbox(state, capabilities=capabilities, images_per_size=1)
+    try:
+        assert spec.run_id in second.adoptable
+        adopted = await second.adopt(spec.run_id)
+        assert adopted is not None
+        result = await adopted.wait()
+    finally:
+        second.close()
+    assert "lingered" in result.output_tail
+    assert _probe(result.output_tail)["loaded"]
+    assert result.ending is Ending.EXITED
+    assert result.exit_code == 4
 
 
 async def test_runs_start_cold_when_the_zygote_has_died(
