@@ -125,6 +125,23 @@ async def count_by_state(
     return {StateType(t): int(n) for t, n in rows}
 
 
+# The wire fields a run's row holds itself (the names come from their own rows).
+_ROW_FIELDS = frozenset(s.FlowRun.model_fields) - {"deployment_name", "work_pool_name"}
+
+
+def _wire(row: m.FlowRun, deployment_name: str | None, work_pool_name: str | None) -> s.FlowRun:
+    """The row's wire shape, validated from its loaded values when it holds them all:
+    reading 35 attributes through the ORM cost a list of runs several times more."""
+    loaded = row.__dict__
+    if not loaded.keys() >= _ROW_FIELDS:  # some expired or not loaded: read them
+        item = s.FlowRun.model_validate(row)
+        item.deployment_name, item.work_pool_name = deployment_name, work_pool_name
+        return item
+    return s.FlowRun.model_validate(
+        {**loaded, "deployment_name": deployment_name, "work_pool_name": work_pool_name}
+    )
+
+
 async def describe(session: AsyncSession, rows: Sequence[m.FlowRun]) -> list[s.FlowRun]:
     """Wire shapes with deployment and pool names resolved in one query each."""
     dep_ids = {r.deployment_id for r in rows if r.deployment_id}
@@ -139,10 +156,11 @@ async def describe(session: AsyncSession, rows: Sequence[m.FlowRun]) -> list[s.F
     if pool_ids:
         q2 = select(m.WorkPool.id, m.WorkPool.name).where(m.WorkPool.id.in_(pool_ids))
         pools = {i: n for i, n in (await session.execute(q2)).all()}
-    out = []
-    for r in rows:
-        item = s.FlowRun.model_validate(r)
-        item.deployment_name = deps.get(r.deployment_id) if r.deployment_id else None
-        item.work_pool_name = pools.get(r.work_pool_id) if r.work_pool_id else None
-        out.append(item)
-    return out
+    return [
+        _wire(
+            r,
+            deps.get(r.deployment_id) if r.deployment_id else None,
+            pools.get(r.work_pool_id) if r.work_pool_id else None,
+        )
+        for r in rows
+    ]

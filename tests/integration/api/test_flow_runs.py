@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 
+from flowyard.schemas import flow_runs as s
+from flowyard.server.context import ServerContext
+from flowyard.server.db import models as m
+from flowyard.server.ops import flow_run_queries
 from tests.integration.api.conftest import make_deployment, make_pool
 
 
@@ -264,3 +269,19 @@ async def test_times_that_cannot_be_stored_in_utc_are_422_naming_the_field(
         r = await client.get("/flow-runs", params={bound: time})
         assert r.status_code == 422, r.text
         assert r.json()["errors"][0]["field"] == bound
+
+
+async def test_a_run_reads_the_same_from_a_row_just_written_or_read_whole(
+    client: httpx.AsyncClient, dep: dict[str, Any], ctx: ServerContext
+) -> None:
+    # Created: a row its insert left in part (what it never set is not loaded).
+    created = await _run(client, dep, tags=["nightly"])
+    read = (await client.get(f"/flow-runs/{created['id']}")).json()
+    listed = (await client.get("/flow-runs")).json()["items"]
+    assert created == read == listed[0]
+    assert (read["deployment_name"], read["work_pool_name"]) == ("etl/daily", "pool")
+    async with ctx.db.session() as session:
+        row = await session.get(m.FlowRun, uuid.UUID(created["id"]))
+        assert row is not None
+        [wire] = await flow_run_queries.describe(session, [row])
+    assert wire == s.FlowRun.model_validate(read)
