@@ -132,7 +132,8 @@ class SupervisedHandle(ABC):
             past = self.timed_out or now >= deadline
             wait = SAMPLE_SECONDS if past else min(SAMPLE_SECONDS, deadline - now)
             await asyncio.wait({self._exit}, timeout=wait)
-            self._sample()
+            if not self._exit.done():  # an ended run is read once more by _finish
+                self._sample()
         self._ended = time.monotonic()
         if self._kill_timer is not None:
             self._kill_timer.cancel()
