@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas import flow_runs as s
@@ -142,6 +142,15 @@ def _wire(row: m.FlowRun, deployment_name: str | None, work_pool_name: str | Non
     )
 
 
+# Built once: building an IN clause over the ids cost more than the query.
+_DEPLOYMENT_NAMES = select(m.Deployment.id, m.Deployment.flow_name, m.Deployment.name).where(
+    m.Deployment.id.in_(bindparam("ids", expanding=True))
+)
+_POOL_NAMES = select(m.WorkPool.id, m.WorkPool.name).where(
+    m.WorkPool.id.in_(bindparam("ids", expanding=True))
+)
+
+
 async def describe(session: AsyncSession, rows: Sequence[m.FlowRun]) -> list[s.FlowRun]:
     """Wire shapes with deployment and pool names resolved in one query each."""
     dep_ids = {r.deployment_id for r in rows if r.deployment_id}
@@ -149,13 +158,11 @@ async def describe(session: AsyncSession, rows: Sequence[m.FlowRun]) -> list[s.F
     deps: dict[uuid.UUID, str] = {}
     pools: dict[uuid.UUID, str] = {}
     if dep_ids:
-        q = select(m.Deployment.id, m.Deployment.flow_name, m.Deployment.name).where(
-            m.Deployment.id.in_(dep_ids)
-        )
-        deps = {i: f"{f}/{n}" for i, f, n in (await session.execute(q)).all()}
+        found = await session.execute(_DEPLOYMENT_NAMES, {"ids": list(dep_ids)})
+        deps = {i: f"{f}/{n}" for i, f, n in found.all()}
     if pool_ids:
-        q2 = select(m.WorkPool.id, m.WorkPool.name).where(m.WorkPool.id.in_(pool_ids))
-        pools = {i: n for i, n in (await session.execute(q2)).all()}
+        found_pools = await session.execute(_POOL_NAMES, {"ids": list(pool_ids)})
+        pools = {i: n for i, n in found_pools.all()}
     return [
         _wire(
             r,
