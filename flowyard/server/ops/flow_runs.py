@@ -144,8 +144,10 @@ async def create_flow_run(
         created=now,
     )
     session.add(run)
-    await session.flush()
+    # The run and its first state in one flush (the run's row goes first: the state's
+    # key names it), so the run is inserted as it stands, not inserted then updated.
     await _write_state(session, run, StateType.SCHEDULED, run.state_name, "", None, now)
+    await session.flush()
     await signals.runs_changed(session)
     return run, True
 
