@@ -25,17 +25,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
 import logging
 import os
 import shutil
 import subprocess
 import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from flowyard.execution.host import SANDBOX_UID, CgroupLayout, HostCapabilities, probe_host
+from flowyard.execution.host import SANDBOX_UID, HostCapabilities, probe_host
 from flowyard.execution.sandbox import _bwrap, _unconfined
 from flowyard.execution.sandbox._adopt import RunRecord, adoptable_runs, link_socket, record_run
 from flowyard.execution.sandbox._budget import PARENT as RUNS_PARENT
@@ -45,14 +42,23 @@ from flowyard.execution.sandbox._egress import bridge_command
 from flowyard.execution.sandbox._errors import IsolationUnavailable, SandboxError
 from flowyard.execution.sandbox._etc import EtcView
 from flowyard.execution.sandbox._layout import (
-    API_SOCKET_PATH,
-    EGRESS_PROXY_URL,
     TMP_PATH,
-    WORK_PATH,
-    Placeholder,
     expand,
 )
+from flowyard.execution.sandbox._local_forked import (
+    SANDBOX_PROCESSES,
+    ZYGOTE_PROCESSES,
+    ForkedStarts,
+)
 from flowyard.execution.sandbox._local_handle import LocalHandle, RunResources
+from flowyard.execution.sandbox._local_support import (
+    Tools,
+    check_sources,
+    copy_checkout,
+    last_words,
+    lock_state_dir,
+    placeholders,
+)
 from flowyard.execution.sandbox._loop import MountedImage, unmount
 from flowyard.execution.sandbox._protocol import Isolation, SandboxHandle
 from flowyard.execution.sandbox._runtime import (
@@ -77,33 +83,24 @@ from flowyard.execution.sandbox._standby import (
     Standby,
     Standbys,
     assign,
-    startup_env,
 )
 from flowyard.execution.sandbox._storage import ImagePool
 from flowyard.execution.sandbox._zygotes import (
-    BOOT,
     EXIT_FIFO,
     HOLDER,
     MAX_ZYGOTES,
     READY_FIFO,
     HeldFifos,
-    RunRequest,
     Zygote,
     Zygotes,
 )
-from flowyard.execution.sandbox._zygotes import Key as ZygoteKey
 
 logger = logging.getLogger(__name__)
 
-# bubblewrap's outer process and its pid-1 reaper count against pids.max too.
-SANDBOX_PROCESSES = 2
-# A run a zygote forks has two more of ours: the holder and the zygote's child.
-ZYGOTE_PROCESSES = 2
 CGROUP_PREFIX = "flowyard-run-"
-_LOCK_WAIT_SECONDS = 5.0
 
 
-class LocalSandbox:
+class LocalSandbox(ForkedStarts):
     """Runs each spec in its own sandbox on this host.
 
     ``isolation="strict"`` (the default) raises :class:`IsolationUnavailable`
@@ -143,10 +140,10 @@ class LocalSandbox:
         self._views_lock = threading.Lock()  # runs and zygotes prepare views on threads
         self.reclaimed: tuple[str, ...] = ()
         self._caps = capabilities or probe_host(cgroup_parent, sandbox_uid=uid)
-        self._lock = _lock_state_dir(state_dir)
+        self._lock = lock_state_dir(state_dir)
         (state_dir / "runs").mkdir(exist_ok=True, mode=0o700)
         self._pool: ImagePool | None = None
-        self._tools: _Tools | None = None
+        self._tools: Tools | None = None
         self._slots: SlotPool | None = None
         self._budget: RunsBudget | None = None
         self._adoptable: dict[str, RunRecord] = {}
@@ -160,7 +157,7 @@ class LocalSandbox:
         if missing:
             os.close(self._lock)
             raise IsolationUnavailable(missing)
-        tools = _Tools.of(self._caps)
+        tools = Tools.of(self._caps)
         try:
             self._budget = RunsBudget.create(tools.cgroups, runs_memory_bytes, name=runs_cgroup)
         except SandboxError:
@@ -267,7 +264,7 @@ class LocalSandbox:
                     "run %s: standby unusable (%s%s); starting cold",
                     spec.run_id,
                     exc,
-                    _last_words(standby.resources),
+                    last_words(standby.resources),
                 )
                 await asyncio.to_thread(self._discard, standby.resources)
             else:
@@ -280,49 +277,6 @@ class LocalSandbox:
         except OSError as exc:
             raise SandboxError(f"cannot prepare the sandbox of run {spec.run_id}: {exc}") from exc
         self._offer_standby(spec)
-        return LocalHandle(spec, started, self._pool, budget)
-
-    async def _start_forked(
-        self, spec: SandboxSpec, zygotes: Zygotes, budget: int | None
-    ) -> SandboxHandle:
-        """A run its environment's zygote forks: into a held standby if one waits, else a new
-        sandbox; cold (and a zygote started for the next runs) if there is no zygote yet."""
-        assert self._pool is not None
-        assert self._slots is not None
-        assert self._tools is not None
-        zygote = zygotes.get(spec)
-        standby = self._standbys.take(spec) if zygote and self._standbys else None
-        if zygote is not None and standby is not None:
-            try:
-                held = await asyncio.to_thread(self._assign_held, standby, spec, zygote)
-            except (OSError, SandboxError) as exc:
-                logger.warning(
-                    "run %s: held sandbox unusable (%s%s); starting another",
-                    spec.run_id,
-                    exc,
-                    _last_words(standby.resources),
-                )
-                await asyncio.to_thread(self._discard, standby.resources)
-            else:
-                self._offer_standby(spec)
-                return LocalHandle(spec, held, self._pool, budget)
-        try:
-            started = await asyncio.to_thread(
-                self._spawn, spec, self._pool, self._slots, self._tools, zygote
-            )
-        except OSError as exc:
-            raise SandboxError(f"cannot prepare the sandbox of run {spec.run_id}: {exc}") from exc
-        except SandboxError as exc:
-            if zygote is None:
-                raise
-            logger.warning("run %s: zygote unusable (%s); starting cold", spec.run_id, exc)
-            zygotes.discard(zygote)
-            zygote = None
-            started = await asyncio.to_thread(
-                self._spawn, spec, self._pool, self._slots, self._tools
-            )
-        if zygote is not None:
-            self._offer_standby(spec)
         return LocalHandle(spec, started, self._pool, budget)
 
     def _offer_standby(self, spec: SandboxSpec) -> None:
@@ -340,57 +294,20 @@ class LocalSandbox:
             return self._spawn(spec, self._pool, self._slots, self._tools, hold=True)
         return self._spawn(spec, self._pool, self._slots, self._tools)
 
-    def _assign_held(self, standby: Standby, spec: SandboxSpec, zygote: Zygote) -> RunResources:
-        """Make a held standby ``spec``'s sandbox and have the zygote fork the run into it."""
-        res = standby.resources
-        held, process = res.held, res.process
-        if held is None or process is None or process.poll() is not None:
-            raise SandboxError("the held sandbox has ended")
-        # Just made, its waiter may not have opened the files in its run dir yet.
-        held.wait_ready(lambda: process.poll() is None)
-        run_dir = self._state / "runs" / spec.run_id
-        try:
-            res.run_dir.rename(run_dir)
-        except OSError as exc:
-            raise SandboxError(f"run {spec.run_id} cannot take a standby: {exc}") from exc
-        res = standby.resources = dataclasses.replace(res, run_dir=run_dir)
-        _check_sources(spec)
-        res.cgroup.rename(f"{CGROUP_PREFIX}{spec.run_id}")
-        res.cgroup.apply(spec.limits, extra_pids=SANDBOX_PROCESSES + ZYGOTE_PROCESSES)
-        _copy_checkout(spec.workdir_source, res.fs.work, self._uid, self._gid)
-        if spec.api_socket is not None:
-            link_socket(self._state / "sockets" / "api", "api.sock", spec.api_socket)
-        runtime = self._runtime_view(spec.runtime_dir)
-        environment = self._environment_view(spec, runtime)
-        paths = _placeholders(environment.python if environment else runtime.python)
-        env = {name: expand(value, paths) for name, value in spec.env.items()}
-        res = standby.resources = dataclasses.replace(res, held=None)
-        try:
-            zygote.request(self._run_request(spec, res, held, env))
-        finally:
-            held.close()
-        record_run(spec, process.pid, res.cgroup, res.fs, run_dir)
-        return res
-
-    def _run_request(
-        self, spec: SandboxSpec, res: RunResources, held: HeldFifos, env: dict[str, str]
-    ) -> RunRequest:
-        assert res.process is not None
-        return RunRequest(
-            bwrap_pid=res.process.pid,
-            module=str(spec.argv[2]),
-            uid=self._uid,
-            gid=self._gid,
-            ready_fd=held.ready,
-            exit_fd=held.exit,
-            output=res.fs.output,
-            env=env,
-            procs=res.cgroup.procs_files,
-            fallback=held.fallback,
-        )
-
     def _assign(self, standby: Standby, spec: SandboxSpec) -> RunResources:
         """Make a waiting standby ``spec``'s sandbox and hand its process the run (a thread)."""
+        env = self._take_standby(standby, spec, extra_pids=SANDBOX_PROCESSES)
+        res = standby.resources
+        assign(standby, env)
+        assert res.process is not None  # a standby is always our own child
+        record_run(spec, res.process.pid, res.cgroup, res.fs, res.run_dir)
+        return res
+
+    def _take_standby(
+        self, standby: Standby, spec: SandboxSpec, *, extra_pids: int
+    ) -> dict[str, str]:
+        """Make ``standby``'s sandbox ``spec``'s: its run dir, cgroup, limits, checkout and
+        sockets; returns the run's variables as seen inside."""
         res = standby.resources
         run_dir = self._state / "runs" / spec.run_id
         try:
@@ -398,19 +315,16 @@ class LocalSandbox:
         except OSError as exc:
             raise SandboxError(f"run {spec.run_id} cannot take a standby: {exc}") from exc
         res = standby.resources = dataclasses.replace(res, run_dir=run_dir)
-        _check_sources(spec)
+        check_sources(spec)
         res.cgroup.rename(f"{CGROUP_PREFIX}{spec.run_id}")
-        res.cgroup.apply(spec.limits, extra_pids=SANDBOX_PROCESSES)
-        _copy_checkout(spec.workdir_source, res.fs.work, self._uid, self._gid)
+        res.cgroup.apply(spec.limits, extra_pids=extra_pids)
+        copy_checkout(spec.workdir_source, res.fs.work, self._uid, self._gid)
         if spec.api_socket is not None:
             link_socket(self._state / "sockets" / "api", "api.sock", spec.api_socket)
         runtime = self._runtime_view(spec.runtime_dir)
         environment = self._environment_view(spec, runtime)
-        paths = _placeholders(environment.python if environment else runtime.python)
-        assign(standby, {name: expand(value, paths) for name, value in spec.env.items()})
-        assert res.process is not None  # a standby is always our own child
-        record_run(spec, res.process.pid, res.cgroup, res.fs, run_dir)
-        return res
+        paths = placeholders(environment.python if environment else runtime.python)
+        return {name: expand(value, paths) for name, value in spec.env.items()}
 
     def _discard(self, res: RunResources) -> None:
         """Stop a sandbox that never became a run's, and free what it holds."""
@@ -444,16 +358,6 @@ class LocalSandbox:
     def standbys_ready(self) -> int:
         """How many warm standby sandboxes wait for a run (see :mod:`._standby`)."""
         return len(self._standbys.keys) if self._standbys is not None else 0
-
-    @property
-    def zygotes_ready(self) -> int:
-        """How many zygotes are up (see :mod:`._zygotes`)."""
-        return len(self.zygote_pids)
-
-    @property
-    def zygote_pids(self) -> list[int]:
-        """Process ids of the live zygotes."""
-        return self._zygotes.pids if self._zygotes is not None else []
 
     @property
     def adoptable(self) -> tuple[str, ...]:
@@ -533,35 +437,12 @@ class LocalSandbox:
                 mount_point.with_suffix(".img").unlink(missing_ok=True)
         shutil.rmtree(run_dir, ignore_errors=True)
 
-    def _start_zygote(self, key: ZygoteKey, spec: SandboxSpec) -> Zygote:
-        """A zygote for runs like ``spec``, in a bubblewrap of their Python layout."""
-        if self._tools is None:
-            raise SandboxError("zygotes need strict isolation")
-        runtime = self._runtime_view(spec.runtime_dir)
-        environment = self._environment_view(spec, runtime)
-        python = environment.python if environment else runtime.python
-        paths = _placeholders(python)
-        empty = self._state / "zygote-empty"
-        empty.mkdir(exist_ok=True)
-        mounts = _bwrap.Mounts(runtime, environment, empty, empty, self._etc.path())
-        env = {name: expand(value, paths) for name, value in startup_env(spec.env).items()}
-        options = _bwrap.zygote_options(spec, mounts, env)
-        args = os.memfd_create("flowyard-zygote-args", os.MFD_CLOEXEC)
-        try:
-            os.write(args, b"".join(os.fsencode(arg) + b"\0" for arg in options))
-            os.lseek(args, 0, os.SEEK_SET)
-            command = [str(self._tools.bwrap), "--args", str(args), "--", python, "-S", "-c"]
-            command += [BOOT, "{socket}"]
-            return Zygote.start(key, command, log=self._state / "zygote.log", pass_fds=(args,))
-        finally:
-            os.close(args)
-
     def _spawn(
         self,
         spec: SandboxSpec,
         pool: ImagePool,
         slots: SlotPool,
-        tools: _Tools,
+        tools: Tools,
         zygote: Zygote | None = None,
         *,
         hold: bool = False,
@@ -576,7 +457,7 @@ class LocalSandbox:
             except FileExistsError:
                 raise SandboxError(f"run {spec.run_id} already has a sandbox") from None
             undo.callback(shutil.rmtree, run_dir, ignore_errors=True)
-            _check_sources(spec)
+            check_sources(spec)
             runtime = self._runtime_view(spec.runtime_dir)
             environment = self._environment_view(spec, runtime)
             slot = slots.take()
@@ -589,7 +470,7 @@ class LocalSandbox:
             fs = pool.take(spec.limits.storage_bytes)
             undo.callback(pool.release, fs)
             (run_dir / "fs").symlink_to(fs.mount_point)  # for a restarted server's reclaim
-            _copy_checkout(spec.workdir_source, fs.work, self._uid, self._gid)
+            copy_checkout(spec.workdir_source, fs.work, self._uid, self._gid)
             sockets = self._state / "sockets"
             mounts = _bwrap.Mounts(
                 runtime,
@@ -630,7 +511,7 @@ class LocalSandbox:
         held: bool = False,
     ) -> subprocess.Popen[bytes]:
         python = mounts.environment.python if mounts.environment else mounts.runtime.python
-        paths = _placeholders(python)
+        paths = placeholders(python)
         argv = [expand(arg, paths) for arg in spec.argv]
         if held:  # a zygote forks the run; the holder stands in for it (see _zygote)
             fifos = [f"{TMP_PATH}/{READY_FIFO}", f"{TMP_PATH}/{EXIT_FIFO}"]
@@ -650,7 +531,7 @@ class LocalSandbox:
     def _inside_env(spec: SandboxSpec, mounts: _bwrap.Mounts) -> dict[str, str]:
         """The run's variables with the placeholders replaced by the paths it sees."""
         python = mounts.environment.python if mounts.environment else mounts.runtime.python
-        paths = _placeholders(python)
+        paths = placeholders(python)
         return {name: expand(value, paths) for name, value in spec.env.items()}
 
     def _runtime_view(self, runtime_dir: Path) -> RuntimeView:
@@ -678,103 +559,3 @@ class LocalSandbox:
                 )
                 self._environments[key] = view
         return view
-
-
-@dataclass(frozen=True)
-class _Tools:
-    """What strict isolation runs, known to exist once the host checks passed."""
-
-    bwrap: Path
-    setpriv: Path
-    mkfs: Path
-    cgroups: CgroupLayout
-
-    @classmethod
-    def of(cls, caps: HostCapabilities) -> _Tools:
-        if not (caps.bwrap_path and caps.setpriv_path and caps.mkfs_ext4_path and caps.cgroups):
-            raise IsolationUnavailable(caps.missing() or ("the host probe is incomplete",))
-        return cls(caps.bwrap_path, caps.setpriv_path, caps.mkfs_ext4_path, caps.cgroups)
-
-
-@dataclass(frozen=True)
-class _Source:
-    name: str
-    path: Path | None
-    kind: str
-
-
-def _placeholders(python: str) -> dict[Placeholder, str]:
-    """What the placeholders of a strict run's argv and env stand for inside."""
-    return {
-        Placeholder.PYTHON: python,
-        Placeholder.WORK: WORK_PATH,
-        Placeholder.TMP: TMP_PATH,
-        Placeholder.API_SOCKET: API_SOCKET_PATH,
-        Placeholder.EGRESS_PROXY: EGRESS_PROXY_URL,
-    }
-
-
-def _check_sources(spec: SandboxSpec) -> None:
-    sources = [
-        _Source("runtime_dir", spec.runtime_dir, "dir"),
-        _Source("environment_dir", spec.environment_dir, "dir"),
-        _Source("sdk_dir", spec.sdk_dir, "dir"),
-        _Source("workdir_source", spec.workdir_source, "dir"),
-        _Source("api_socket", spec.api_socket, "any"),
-        _Source("egress_proxy_socket", spec.egress_proxy_socket, "any"),
-        *(_Source(f"ro_binds[{i}]", b.source, "any") for i, b in enumerate(spec.ro_binds)),
-    ]
-    for source in sources:
-        if source.path is None:
-            continue
-        if not source.path.exists():
-            raise SandboxError(f"{source.name}: {source.path} does not exist")
-        if source.kind == "dir" and not source.path.is_dir():
-            raise SandboxError(f"{source.name}: {source.path} is not a directory")
-
-
-def _copy_checkout(source: Path | None, work: Path, uid: int, gid: int) -> None:
-    if source is None:
-        return
-    try:
-        shutil.copytree(source, work, symlinks=True, dirs_exist_ok=True)
-    except (OSError, shutil.Error) as exc:
-        raise SandboxError(f"cannot copy {source} into the run's work dir: {exc}") from exc
-    for folder, dirs, files in os.walk(work):
-        for name in dirs + files:
-            os.lchown(os.path.join(folder, name), uid, gid)
-
-
-def _lock_state_dir(state_dir: Path) -> int:
-    """Hold ``state_dir`` for this sandbox: reclaiming leftovers must not hit a live server's runs."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    # A server that just died may hold it a moment longer: a child it was forking
-    # keeps the descriptor until it execs.
-    deadline = time.monotonic() + _LOCK_WAIT_SECONDS
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                os.close(fd)
-                raise SandboxError(
-                    f"{state_dir} is in use by another sandbox; give each its own"
-                ) from None
-            time.sleep(0.02)
-
-
-def _last_words(res: RunResources) -> str:
-    """How a standby that stopped ended: its exit status and last output line, if any."""
-    process = res.process
-    code = process.poll() if process is not None else None
-    if code is None:
-        return ""
-    try:
-        with open(res.fs.output, "rb") as fh:
-            fh.seek(max(os.fstat(fh.fileno()).st_size - 2000, 0))
-            lines = fh.read().decode(errors="replace").strip().splitlines()
-    except OSError:
-        lines = []
-    return f"; it exited with {code}" + (f": {lines[-1]}" if lines else "")

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -237,25 +238,49 @@ async def test_a_forked_run_over_its_memory_limit_is_out_of_memory(
     assert result.ending is Ending.OUT_OF_MEMORY, result
 
 
+# A first "server" in its own process: brings its zygote up, starts a forked run that
+# lingers, and dies without closing anything.
+FIRST_SERVER = """
+import asyncio, os, sys
+from pathlib import Path
+from flowyard.execution.sandbox import LocalSandbox
+from tests.integration.sandbox.test_zygote import _zygote_up, probe_spec
+
+async def main() -> None:
+    state, sdk, checkout = (Path(a) for a in sys.argv[1:4])
+    sandbox = LocalSandbox(state, images_per_size=1)
+    await _zygote_up(sandbox, sdk, checkout)
+    spec = probe_spec(sdk, checkout, ACTION="linger")
+    handle = await sandbox.start(spec)
+    for _ in range(400):
+        if b"PROBE" in handle.read_output(0, 100_000):
+            break
+        await asyncio.sleep(0.025)
+    print(spec.run_id, flush=True)
+    os._exit(0)
+
+asyncio.run(main())
+"""
+
+
 async def test_a_forked_run_outlives_its_server_and_zygote_and_is_adopted(
     capabilities: HostCapabilities, tmp_path: Path, sdk: Path, checkout: Path
 ) -> None:
     state = tmp_path / "state-adopt"
-    first = LocalSandbox(state, capabilities=capabilities, images_per_size=1)
-    try:
-        await _zygote_up(first, sdk, checkout)
-        spec = probe_spec(sdk, checkout, ACTION="linger")
-        handle = await first.start(spec)
-        for _ in range(400):
-            if b"PROBE" in handle.read_output(0, 100_000):
-                break
-            await asyncio.sleep(0.025)
-    finally:
-        first.close()  # the server goes away; its zygote exits with it, the run goes on
+    root = Path(__file__).resolve().parents[3]
+    first = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", FIRST_SERVER, str(state), str(sdk), str(checkout),
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(first.communicate(), 120)
+    assert first.returncode == 0, err.decode()
+    run_id = out.decode().split()[-1]
+
     second = LocalSandbox(state, capabilities=capabilities, images_per_size=1)
     try:
-        assert spec.run_id in second.adoptable
-        adopted = await second.adopt(spec.run_id)
+        assert run_id in second.adoptable
+        adopted = await second.adopt(run_id)
         assert adopted is not None
         result = await adopted.wait()
     finally:

@@ -170,9 +170,9 @@ def test_isolation_none_starts_anyway_and_says_so(
 def test_two_sandboxes_cannot_share_a_state_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flowyard.execution.sandbox import _local
+    from flowyard.execution.sandbox import _local_support
 
-    monkeypatch.setattr(_local, "_LOCK_WAIT_SECONDS", 0.1)  # it waits for a dying holder
+    monkeypatch.setattr(_local_support, "_LOCK_WAIT_SECONDS", 0.1)  # it waits for a dying holder
     first = LocalSandbox(tmp_path / "state", isolation="none", capabilities=caps())
     try:
         with pytest.raises(SandboxError, match="in use by another sandbox"):

@@ -1,0 +1,199 @@
+"""Runs forked by their environment's zygote, into a new sandbox or a held one.
+
+The part of :class:`~flowyard.execution.sandbox._local.LocalSandbox` that uses
+zygotes (see ``_zygotes`` and ``flowyard.execution._zygote``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from flowyard.execution.sandbox import _bwrap
+from flowyard.execution.sandbox._adopt import record_run
+from flowyard.execution.sandbox._errors import SandboxError
+from flowyard.execution.sandbox._layout import expand
+from flowyard.execution.sandbox._local_handle import LocalHandle, RunResources
+from flowyard.execution.sandbox._local_support import last_words, placeholders
+from flowyard.execution.sandbox._protocol import SandboxHandle
+from flowyard.execution.sandbox._spec import SandboxSpec
+from flowyard.execution.sandbox._standby import Standby, startup_env
+from flowyard.execution.sandbox._zygotes import (
+    BOOT,
+    HeldFifos,
+    Key,
+    RunRequest,
+    Zygote,
+    Zygotes,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from flowyard.execution.sandbox._etc import EtcView
+    from flowyard.execution.sandbox._local_support import Tools
+    from flowyard.execution.sandbox._runtime import EnvironmentView, RuntimeView
+    from flowyard.execution.sandbox._slots import SlotPool
+    from flowyard.execution.sandbox._standby import Standbys
+    from flowyard.execution.sandbox._storage import ImagePool
+
+logger = logging.getLogger("flowyard.execution.sandbox._local")
+
+# bubblewrap's outer process and its pid-1 reaper count against pids.max too.
+SANDBOX_PROCESSES = 2
+# A run a zygote forks has two more of ours: the holder and the zygote's child.
+ZYGOTE_PROCESSES = 2
+
+
+class ForkedStarts:
+    """Starting runs through zygotes; mixed into ``LocalSandbox``, whose state it uses."""
+
+    _state: Path
+    _uid: int
+    _gid: int
+    _pool: ImagePool | None
+    _slots: SlotPool | None
+    _tools: Tools | None
+    _standbys: Standbys | None
+    _zygotes: Zygotes | None
+    _etc: EtcView
+
+    if TYPE_CHECKING:
+
+        def _spawn(
+            self,
+            spec: SandboxSpec,
+            pool: ImagePool,
+            slots: SlotPool,
+            tools: Tools,
+            zygote: Zygote | None = None,
+            *,
+            hold: bool = False,
+        ) -> RunResources: ...
+
+        def _discard(self, res: RunResources) -> None: ...
+
+        def _offer_standby(self, spec: SandboxSpec) -> None: ...
+
+        def _take_standby(
+            self, standby: Standby, spec: SandboxSpec, *, extra_pids: int
+        ) -> dict[str, str]: ...
+
+        def _runtime_view(self, runtime_dir: Path) -> RuntimeView: ...
+
+        def _environment_view(
+            self, spec: SandboxSpec, runtime: RuntimeView
+        ) -> EnvironmentView | None: ...
+
+    @property
+    def zygotes_ready(self) -> int:
+        """How many zygotes are up (see :mod:`._zygotes`)."""
+        return len(self.zygote_pids)
+
+    @property
+    def zygote_pids(self) -> list[int]:
+        """Process ids of the live zygotes."""
+        return self._zygotes.pids if self._zygotes is not None else []
+
+    async def _start_forked(
+        self, spec: SandboxSpec, zygotes: Zygotes, budget: int | None
+    ) -> SandboxHandle:
+        """A run its environment's zygote forks: into a held standby if one waits, else a new
+        sandbox; cold (and a zygote started for the next runs) if there is no zygote yet."""
+        assert self._pool is not None
+        assert self._slots is not None
+        assert self._tools is not None
+        zygote = zygotes.get(spec)
+        standby = self._standbys.take(spec) if zygote and self._standbys else None
+        if zygote is not None and standby is not None:
+            try:
+                held = await asyncio.to_thread(self._assign_held, standby, spec, zygote)
+            except (OSError, SandboxError) as exc:
+                logger.warning(
+                    "run %s: held sandbox unusable (%s%s); starting another",
+                    spec.run_id,
+                    exc,
+                    last_words(standby.resources),
+                )
+                await asyncio.to_thread(self._discard, standby.resources)
+            else:
+                self._offer_standby(spec)
+                return LocalHandle(spec, held, self._pool, budget)
+        try:
+            started = await asyncio.to_thread(
+                self._spawn, spec, self._pool, self._slots, self._tools, zygote
+            )
+        except OSError as exc:
+            raise SandboxError(f"cannot prepare the sandbox of run {spec.run_id}: {exc}") from exc
+        except SandboxError as exc:
+            if zygote is None:
+                raise
+            logger.warning("run %s: zygote unusable (%s); starting cold", spec.run_id, exc)
+            zygotes.discard(zygote)
+            zygote = None
+            started = await asyncio.to_thread(
+                self._spawn, spec, self._pool, self._slots, self._tools
+            )
+        if zygote is not None:
+            self._offer_standby(spec)
+        return LocalHandle(spec, started, self._pool, budget)
+
+    def _assign_held(self, standby: Standby, spec: SandboxSpec, zygote: Zygote) -> RunResources:
+        """Make a held standby ``spec``'s sandbox and have the zygote fork the run into it."""
+        res = standby.resources
+        held, process = res.held, res.process
+        if held is None or process is None or process.poll() is not None:
+            raise SandboxError("the held sandbox has ended")
+        # Just made, its waiter may not have opened the files in its run dir yet.
+        held.wait_ready(lambda: process.poll() is None)
+        env = self._take_standby(standby, spec, extra_pids=SANDBOX_PROCESSES + ZYGOTE_PROCESSES)
+        res = standby.resources = dataclasses.replace(standby.resources, held=None)
+        try:
+            zygote.request(self._run_request(spec, res, held, env))
+        finally:
+            held.close()
+        record_run(spec, process.pid, res.cgroup, res.fs, res.run_dir)
+        return res
+
+    def _run_request(
+        self, spec: SandboxSpec, res: RunResources, held: HeldFifos, env: dict[str, str]
+    ) -> RunRequest:
+        assert res.process is not None
+        return RunRequest(
+            bwrap_pid=res.process.pid,
+            module=str(spec.argv[2]),
+            uid=self._uid,
+            gid=self._gid,
+            ready_fd=held.ready,
+            exit_fd=held.exit,
+            output=res.fs.output,
+            env=env,
+            procs=res.cgroup.procs_files,
+            fallback=held.fallback,
+        )
+
+    def _start_zygote(self, key: Key, spec: SandboxSpec) -> Zygote:
+        """A zygote for runs like ``spec``, in a bubblewrap of their Python layout."""
+        if self._tools is None:
+            raise SandboxError("zygotes need strict isolation")
+        runtime = self._runtime_view(spec.runtime_dir)
+        environment = self._environment_view(spec, runtime)
+        python = environment.python if environment else runtime.python
+        paths = placeholders(python)
+        empty = self._state / "zygote-empty"
+        empty.mkdir(exist_ok=True)
+        mounts = _bwrap.Mounts(runtime, environment, empty, empty, self._etc.path())
+        env = {name: expand(value, paths) for name, value in startup_env(spec.env).items()}
+        options = _bwrap.zygote_options(spec, mounts, env)
+        args = os.memfd_create("flowyard-zygote-args", os.MFD_CLOEXEC)
+        try:
+            os.write(args, b"".join(os.fsencode(arg) + b"\0" for arg in options))
+            os.lseek(args, 0, os.SEEK_SET)
+            command = [str(self._tools.bwrap), "--args", str(args), "--", python, "-S", "-c"]
+            command += [BOOT, "{socket}"]
+            return Zygote.start(key, command, log=self._state / "zygote.log", pass_fds=(args,))
+        finally:
+            os.close(args)
