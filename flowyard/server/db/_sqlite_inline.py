@@ -15,9 +15,16 @@ SQLite may wait or write to disk at length:
   0, so a call that finds the database locked fails at once with
   SQLITE_BUSY, having done nothing; it is then run again on the worker
   thread with the configured busy timeout, the loop free meanwhile.
-- ``commit`` (the WAL checkpoint that follows a commit now and then syncs the
-  database file), ``close`` and ``executemany`` (bulk writes of thousands of
-  rows) stay on the worker thread.
+- Checkpoints. SQLite's own (after the commit that takes the WAL past 1,000
+  pages, syncing the database file) are off on these connections; instead a
+  passive checkpoint runs on the worker thread after every
+  :data:`CHECKPOINT_COMMITS` commits or :data:`CHECKPOINT_ROWS` rows
+  written, whichever comes first. A commit of up to
+  :data:`INLINE_COMMIT_ROWS` changed rows then runs in place (it appends a
+  few pages to the WAL, unsynced: ``synchronous=NORMAL``); a larger one goes
+  to the worker thread.
+- ``close`` and ``executemany`` (bulk writes of thousands of rows) stay on
+  the worker thread.
 
 Reads of ordinary size then hold the loop for as long as SQLite takes to
 answer them, as any CPU work of a request does. The engine for lookups
@@ -39,6 +46,12 @@ from functools import partial
 from typing import Any
 
 import aiosqlite
+
+# See the module's docstring: what a commit in place may hold, and how often
+# the checkpoint runs off the loop.
+INLINE_COMMIT_ROWS = 500
+CHECKPOINT_COMMITS = 100
+CHECKPOINT_ROWS = 20_000
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -67,15 +80,31 @@ class InlineConnection(aiosqlite.Connection):
         # calls queue behind it in order instead of running beside it.
         self._sent = 0
         self._done = 0
+        # The connection's count of changed rows when its last transaction ended,
+        # and commits and rows written since the last checkpoint.
+        self._changes_at_end = 0
+        self._commits = 0
+        self._unchecked = 0
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or not self._connection:
             raise ValueError("Connection closed")
         conn = self._connection
+        if fn == conn.commit and not self.reads_only:
+            return await self._commit(conn)
+        if fn == conn.rollback:
+            try:
+                return await self._call(conn, fn, args, kwargs)
+            finally:
+                self._changes_at_end = conn.total_changes
+        return await self._call(conn, fn, args, kwargs)
+
+    async def _call(
+        self, conn: sqlite3.Connection, fn: Callable[..., Any], args: Any, kwargs: Any
+    ) -> Any:
         if (
             self._sent != self._done
             or fn == conn.close
-            or (fn == conn.commit and not self.reads_only)
             or getattr(fn, "__name__", "") == "executemany"
         ):
             return await self._on_thread(fn, args, kwargs)
@@ -85,6 +114,20 @@ class InlineConnection(aiosqlite.Connection):
             if not _is_busy(exc):
                 raise
         return await self._on_thread(fn, args, kwargs)
+
+    async def _commit(self, conn: sqlite3.Connection) -> None:
+        """In place when small; then, now and then, the checkpoint, off the loop."""
+        written = conn.total_changes - self._changes_at_end
+        if written > INLINE_COMMIT_ROWS:
+            await self._on_thread(conn.commit, (), {})
+        else:
+            await self._call(conn, conn.commit, (), {})
+        self._changes_at_end = conn.total_changes
+        self._commits += 1
+        self._unchecked += written
+        if self._commits >= CHECKPOINT_COMMITS or self._unchecked >= CHECKPOINT_ROWS:
+            self._commits = self._unchecked = 0
+            await self._on_thread(_checkpoint, (conn,), {})
 
     async def _on_thread(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         self._sent += 1
@@ -105,7 +148,19 @@ class InlineConnection(aiosqlite.Connection):
             self._done += 1
 
 
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """What SQLite's automatic checkpoint does: passive (it waits for no one)."""
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+
+
 def connector(database: str, **kwargs: Any) -> Callable[[], sqlite3.Connection]:
-    """Open the file as aiosqlite would, usable from any thread, waiting for no lock."""
+    """Open the file as aiosqlite would, usable from any thread, waiting for no lock,
+    with SQLite's automatic checkpoints off (the connection runs its own)."""
     kwargs["check_same_thread"] = False
-    return partial(sqlite3.connect, database, timeout=0, **kwargs)
+    return partial(_open, database, timeout=0, **kwargs)
+
+
+def _open(database: str, **kwargs: Any) -> sqlite3.Connection:
+    conn: sqlite3.Connection = sqlite3.connect(database, **kwargs)
+    conn.execute("PRAGMA wal_autocheckpoint=0").close()
+    return conn

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from flowyard.server.db import Database, create_database
+from flowyard.server.db import Database, _sqlite_inline, create_database
 from flowyard.server.db import engine as db_engine
 
 # "thread": a loop stuck in SQLite's busy wait never runs the signal handler.
@@ -137,3 +137,55 @@ async def test_a_lookup_may_not_write(sqlite_db: tuple[Database, Path]) -> None:
         async with db.lookup_session() as session:
             await session.execute(text("INSERT INTO marks VALUES (1)"))
     assert await _marks(db) == []
+
+
+async def _writer(db: Database) -> _sqlite_inline.InlineConnection:
+    async with db.session() as session:
+        raw = await (await session.connection()).get_raw_connection()
+        connection: _sqlite_inline.InlineConnection = raw.driver_connection
+    return connection
+
+
+async def _write_then_fail(db: Database, n: int) -> None:
+    async with db.session() as session:
+        await session.execute(text("INSERT INTO marks VALUES (:n)"), {"n": n})
+        raise RuntimeError("rolled back")
+
+
+async def test_small_commits_run_in_place_and_a_checkpoint_follows_every_so_many(
+    sqlite_db: tuple[Database, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, path = sqlite_db
+    monkeypatch.setattr(_sqlite_inline, "CHECKPOINT_COMMITS", 5)
+    connection = await _writer(db)
+    connection._commits = 0  # counted from here
+    sent = connection._sent
+    for n in range(4):
+        await _write(db, n)
+    assert connection._sent == sent  # four commits, not one call on the worker thread
+    await _write(db, 4)
+    assert connection._sent == sent + 1  # the fifth: its checkpoint went there
+    assert await _marks(db) == [0, 1, 2, 3, 4]
+    check = sqlite3.connect(path)
+    assert check.execute("SELECT count(*) FROM marks").fetchone() == (5,)
+    check.close()
+
+
+async def test_a_commit_of_many_rows_goes_to_the_worker_thread(
+    sqlite_db: tuple[Database, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, _ = sqlite_db
+    monkeypatch.setattr(_sqlite_inline, "INLINE_COMMIT_ROWS", 3)
+    connection = await _writer(db)
+    sent = connection._sent
+    async with db.session() as session:
+        for n in range(3):
+            await session.execute(text("INSERT INTO marks VALUES (:n)"), {"n": n})
+    assert connection._sent == sent
+    with pytest.raises(RuntimeError):  # its row counts toward no commit
+        await _write_then_fail(db, 9)
+    async with db.session() as session:
+        for n in range(3, 7):
+            await session.execute(text("INSERT INTO marks VALUES (:n)"), {"n": n})
+    assert connection._sent == sent + 1
+    assert await _marks(db) == list(range(7))
