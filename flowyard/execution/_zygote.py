@@ -226,8 +226,8 @@ def _become_run(request: dict[str, object], env_fd: int, libc: ctypes.CDLL, last
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
-    header, data = _CapHeader(_CAP_VERSION_3, 0), (_CapData * 2)()
-    if libc.capset(ctypes.byref(header), data) != 0:
+    header, cleared = _CapHeader(_CAP_VERSION_3, 0), (_CapData * 2)()
+    if libc.capset(ctypes.byref(header), cleared) != 0:
         raise OSError(ctypes.get_errno(), "cannot clear capabilities")
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "cannot set no_new_privs")
@@ -238,8 +238,11 @@ def _become_run(request: dict[str, object], env_fd: int, libc: ctypes.CDLL, last
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.closerange(3, env_fd)
     os.closerange(env_fd + 1, 1 << 16)
-    with os.fdopen(env_fd, "rb") as fh:
-        env = json.loads(fh.read())
+    with os.fdopen(env_fd, "rb") as fh:  # a held sandbox's process waits here for its run
+        data = fh.read()
+    if not data:  # the sandbox was discarded before a run took it
+        os._exit(0)
+    env = json.loads(data)
     if "LC_CTYPE" not in env and _COERCED_CTYPE is not None:
         env["LC_CTYPE"] = _COERCED_CTYPE  # what this interpreter's start set (PEP 538)
     os.environ.clear()

@@ -291,7 +291,8 @@ class LocalSandbox(ForkedStarts):
         if self._zygotes is not None and self._zygotes.enabled_for(spec):
             env = {k: v for k, v in spec.env.items() if k != STANDBY_VARIABLE}
             spec = dataclasses.replace(spec, env=env)
-            return self._spawn(spec, self._pool, self._slots, self._tools, hold=True)
+            zygote = self._zygotes.get(spec)
+            return self._spawn(spec, self._pool, self._slots, self._tools, zygote, hold=True)
         return self._spawn(spec, self._pool, self._slots, self._tools)
 
     def _assign(self, standby: Standby, spec: SandboxSpec) -> RunResources:
@@ -491,8 +492,11 @@ class LocalSandbox(ForkedStarts):
             undo.callback(cgroup.kill_all)
             resources = RunResources(process, cgroup, fs, run_dir, held=held if hold else None)
             if zygote is not None and held is not None:
-                env = self._inside_env(spec, mounts)
-                zygote.request(self._run_request(spec, resources, held, env))
+                if hold:  # its run's process forked now, to wait for the run's variables
+                    held.wait_ready(lambda: process.poll() is None)
+                    self._prefork(spec, resources, held, zygote)
+                else:
+                    self._fork(spec, resources, held, zygote, self._inside_env(spec, mounts))
             undo.pop_all()
             if held is not None and not hold:  # the zygote's child has its own copies
                 held.close()

@@ -28,6 +28,7 @@ from flowyard.execution.sandbox._zygotes import (
     RunRequest,
     Zygote,
     Zygotes,
+    env_file,
 )
 
 if TYPE_CHECKING:
@@ -142,24 +143,58 @@ class ForkedStarts:
         return LocalHandle(spec, started, self._pool, budget)
 
     def _assign_held(self, standby: Standby, spec: SandboxSpec, zygote: Zygote) -> RunResources:
-        """Make a held standby ``spec``'s sandbox and have the zygote fork the run into it."""
+        """Make a held standby ``spec``'s sandbox and start the run in it: hand the process
+        forked there already its variables, or have the zygote fork it now."""
         res = standby.resources
         held, process = res.held, res.process
         if held is None or process is None or process.poll() is not None:
             raise SandboxError("the held sandbox has ended")
-        # Just made, its waiter may not have opened the files in its run dir yet.
-        held.wait_ready(lambda: process.poll() is None)
+        if not held.forked:  # just made, its waiter may not have opened its run dir's files
+            held.wait_ready(lambda: process.poll() is None)
         env = self._take_standby(standby, spec, extra_pids=SANDBOX_PROCESSES + ZYGOTE_PROCESSES)
         res = standby.resources = dataclasses.replace(standby.resources, held=None)
         try:
-            zygote.request(self._run_request(spec, res, held, env))
+            if held.forked:
+                held.hand_env(env)
+            else:
+                self._fork(spec, res, held, zygote, env)
         finally:
             held.close()
         record_run(spec, process.pid, res.cgroup, res.fs, res.run_dir)
         return res
 
+    def _fork(
+        self,
+        spec: SandboxSpec,
+        res: RunResources,
+        held: HeldFifos,
+        zygote: Zygote,
+        env: dict[str, str],
+    ) -> None:
+        """Have ``zygote`` fork the run into its sandbox now, its variables given."""
+        env_fd = env_file(env)
+        try:
+            zygote.request(self._run_request(spec, res, held, env_fd))
+        finally:
+            os.close(env_fd)
+
+    def _prefork(
+        self, spec: SandboxSpec, res: RunResources, held: HeldFifos, zygote: Zygote
+    ) -> None:
+        """Have ``zygote`` fork a held sandbox's process now; it waits for its run's variables,
+        which :meth:`HeldFifos.hand_env` writes when a run takes the sandbox."""
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        try:
+            zygote.request(self._run_request(spec, res, held, read_end))
+        except BaseException:
+            os.close(write_end)
+            raise
+        finally:
+            os.close(read_end)
+        held.env_write = write_end
+
     def _run_request(
-        self, spec: SandboxSpec, res: RunResources, held: HeldFifos, env: dict[str, str]
+        self, spec: SandboxSpec, res: RunResources, held: HeldFifos, env_fd: int
     ) -> RunRequest:
         assert res.process is not None
         return RunRequest(
@@ -169,8 +204,8 @@ class ForkedStarts:
             gid=self._gid,
             ready_fd=held.ready,
             exit_fd=held.exit,
+            env_fd=env_fd,
             output=res.fs.output,
-            env=env,
             procs=res.cgroup.procs_files,
             fallback=held.fallback,
         )

@@ -116,6 +116,8 @@ class HeldFifos:
     ready: int
     exit: int
     fallback: bool
+    # A held sandbox whose run's process is forked already: it waits for its variables here.
+    env_write: int = -1
 
     @classmethod
     def make(cls, tmp: Path, uid: int, gid: int, *, fallback: bool) -> HeldFifos:
@@ -143,12 +145,27 @@ class HeldFifos:
             time.sleep(pause)
             pause = min(pause * 1.5, 0.05)
 
+    @property
+    def forked(self) -> bool:
+        """Whether the run's process already waits in the sandbox for its variables."""
+        return self.env_write >= 0
+
+    def hand_env(self, env: dict[str, str]) -> None:
+        """Give the waiting process its run's variables (it goes on at once)."""
+        try:
+            _write_all(self.env_write, json.dumps(env).encode())
+        except OSError as exc:  # EPIPE: it is gone
+            raise SandboxError(f"the held sandbox's process is gone: {exc}") from exc
+        finally:
+            os.close(self.env_write)
+            self.env_write = -1
+
     def close(self) -> None:
-        for fd in (self.ready, self.exit):
+        for fd in (self.ready, self.exit, self.env_write):
             if fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self.ready = self.exit = -1
+        self.ready = self.exit = self.env_write = -1
 
 
 @dataclass(frozen=True)
@@ -161,8 +178,8 @@ class RunRequest:
     module: str
     ready_fd: int
     exit_fd: int
+    env_fd: int  # the run's variables as JSON, read to its end by the run's process
     output: Path
-    env: dict[str, str]
     procs: Sequence[Path]
     fallback: bool = True
 
@@ -225,7 +242,7 @@ class Zygote:
             files.append(ack_write)
             files.append(os.dup(run.ready_fd))
             files.append(os.dup(run.exit_fd))
-            files.append(_env_file(run.env))
+            files.append(os.dup(run.env_fd))
             files.append(os.open(run.output, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC))
             files += [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in run.procs]
             header: dict[str, object] = {"bwrap_pid": run.bwrap_pid, "uid": run.uid}
@@ -340,7 +357,13 @@ def _pending_bytes(fd: int) -> int:
     return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
 
 
-def _env_file(env: dict[str, str]) -> int:
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def env_file(env: dict[str, str]) -> int:
     """A sealed in-memory file holding the run's variables as JSON, at offset 0."""
     fd = os.memfd_create("flowyard-run-env", os.MFD_CLOEXEC)
     data = json.dumps(env).encode()

@@ -45,9 +45,11 @@ seen = {
     "fds": sorted(int(f) for f in os.listdir("/proc/self/fd")),
     "cgroup": open("/proc/self/cgroup").read().strip(),
     "net": sorted(os.listdir("/sys/class/net")) if os.path.exists("/sys/class/net") else None,
-    # How long ago the sandbox's init (bubblewrap's) started.
+    # How long ago the sandbox's init (bubblewrap's) and this process started.
     "sandbox_age": float(open("/proc/uptime").read().split()[0])
     - int(open("/proc/1/stat").read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK"),
+    "process_age": float(open("/proc/uptime").read().split()[0])
+    - int(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK"),
 }
 print("PROBE " + json.dumps(seen), flush=True)
 action = os.environ.get("ACTION", "")
@@ -182,6 +184,7 @@ async def test_a_forked_run_takes_a_sandbox_held_ready_for_it(
     assert seen["loaded"]
     assert seen["run"] == "third"
     assert seen["sandbox_age"] > 0.8  # its sandbox was up before the run started
+    assert seen["process_age"] > 0.8  # and its process forked there, waiting for the run
     assert "flow.py" in seen["files"]
     assert int(seen["status"]["CapEff"], 16) == 0
     assert third.wall_seconds < 5
