@@ -49,6 +49,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import NoReturn
 
 # What the holder reads: "exit N", "signal N" or "cold".
@@ -142,7 +143,7 @@ def _serve(request: dict[str, object], fds: list[int], libc: ctypes.CDLL, last_c
         with open("/proc/self/oom_score_adj", "w") as fh:
             fh.write("1000")  # as every process of a run: a shortage takes a run first
         _wait_ready(ready)
-        _enter(request, procs, libc)
+        _enter(request, procs, libc, exit_fifo)
         devnull = os.open("/dev/null", os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
@@ -197,14 +198,28 @@ def _wait_ready(ready: int) -> None:
             return
 
 
-def _enter(request: dict[str, object], procs: list[int], libc: ctypes.CDLL) -> None:
-    """Join the run's cgroups and the namespaces of its bubblewrap init."""
+def _enter(request: dict[str, object], procs: list[int], libc: ctypes.CDLL, exit_fifo: int) -> None:
+    """Join the run's cgroups and the namespaces of its bubblewrap init.
+
+    The processes are read through ``/proc/<pid>`` directory descriptors, which
+    stay bound to the process they were opened for (a pid reused meanwhile
+    fails the reads), and the mount namespace entered must show, at the path
+    the holder used, the very FIFO this child holds: else it is not the run's.
+    """
     bwrap = int(str(request["bwrap_pid"]))
-    children = _read(f"/proc/{bwrap}/task/{bwrap}/children").split()
+    bwrap_dir = os.open(f"/proc/{bwrap}", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with open(f"task/{bwrap}/children", opener=_opener(bwrap_dir)) as fh:
+            children = fh.read().split()
+    finally:
+        os.close(bwrap_dir)
     if len(children) != 1:
         raise RuntimeError(f"bubblewrap {bwrap} has no single init process: {children}")
-    init = int(children[0])
-    namespaces = [os.open(f"/proc/{init}/ns/{name}", os.O_RDONLY) for name in _NAMESPACES]
+    init_dir = os.open(f"/proc/{children[0]}", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        namespaces = [os.open(f"ns/{name}", os.O_RDONLY, dir_fd=init_dir) for name in _NAMESPACES]
+    finally:
+        os.close(init_dir)
     for fd in procs:
         os.write(fd, b"0")  # cgroup v1 and v2: "0" moves the writer
         os.close(fd)
@@ -213,7 +228,14 @@ def _enter(request: dict[str, object], procs: list[int], libc: ctypes.CDLL) -> N
             err = ctypes.get_errno()
             raise OSError(err, f"setns: {os.strerror(err)}")
         os.close(fd)
+    held, seen = os.fstat(exit_fifo), os.stat(str(request["exit_fifo"]))
+    if (held.st_dev, held.st_ino) != (seen.st_dev, seen.st_ino):
+        raise RuntimeError("the namespaces entered are not the run's sandbox's")
     os.chdir(str(request["workdir"]))
+
+
+def _opener(dir_fd: int) -> Callable[[str, int], int]:
+    return lambda path, flags: os.open(path, flags, dir_fd=dir_fd)
 
 
 def _become_run(request: dict[str, object], env_fd: int, libc: ctypes.CDLL, last_cap: int) -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flowyard.execution.sandbox._errors import SandboxError
-from flowyard.execution.sandbox._layout import SDK_PATH, WORK_PATH, Placeholder
+from flowyard.execution.sandbox._layout import SDK_PATH, TMP_PATH, WORK_PATH, Placeholder
 from flowyard.execution.sandbox._spec import SandboxSpec
 from flowyard.execution.sandbox._standby import startup_env
 
@@ -249,6 +249,7 @@ class Zygote:
             header |= {"gid": run.gid, "module": run.module, "workdir": WORK_PATH}
             header["fallback"] = run.fallback
             header["sdk_path"] = SDK_PATH
+            header["exit_fifo"] = f"{TMP_PATH}/{EXIT_FIFO}"
             with self._lock:
                 socket.send_fds(self._sock, [json.dumps(header).encode()], files)
             for fd in files:

@@ -304,3 +304,41 @@ async def test_runs_start_cold_when_the_zygote_has_died(
     result = await (await forking.start(probe_spec(sdk, checkout, RUN="after"))).wait()
     assert result.ending is Ending.EXITED, result.output_tail
     assert _probe(result.output_tail)["run"] == "after"
+
+
+def test_a_child_refuses_namespaces_that_are_not_its_runs(tmp_path: Path) -> None:
+    """Told of a process that is not the run's bubblewrap (a pid reused, say), the zygote's
+    child finds its FIFO missing there and gives up before forking anything."""
+    import ctypes
+    import subprocess
+
+    from flowyard.execution import _zygote
+
+    # One child, in the host's namespaces.
+    other = subprocess.Popen(["/bin/sh", "-c", "sleep 30 & wait"], start_new_session=True)
+    fifo = tmp_path / "exit"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDWR)
+    try:
+        for _ in range(100):  # until its child is there
+            if Path(f"/proc/{other.pid}/task/{other.pid}/children").read_text().split():
+                break
+            asyncio.run(asyncio.sleep(0.01))
+        request = {
+            "bwrap_pid": other.pid,
+            "exit_fifo": "/tmp/.flowyard-zygote-exit",
+            "workdir": "/",
+        }
+        pid = os.fork()
+        if pid == 0:  # setns needs a process of its own
+            try:
+                _zygote._enter(request, [], ctypes.CDLL(None, use_errno=True), fd)
+            except (RuntimeError, OSError):
+                os._exit(7)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 7
+    finally:
+        os.close(fd)
+        os.killpg(other.pid, signal.SIGKILL)
+        other.wait()
