@@ -102,6 +102,7 @@ async def _take(
         principal,
         run.id,
         StateCreate(type=StateType.PENDING, message=f"claimed by {claimer}"),
+        locked=run,
     )
     if outcome.status is not Verdict.ACCEPT:
         return outcome.reason

@@ -293,17 +293,30 @@ async def lock_workspace(session: AsyncSession, workspace_id: uuid.UUID) -> m.Wo
     return workspace
 
 
+# Per transaction (a session's info), the rows each activation read: a claim activates
+# many runs of one deployment, and the workspace's lock holds until the commit.
+_ACTIVATIONS = "flowyard_activations"
+
+
 async def _lock_for_activation(
     session: AsyncSession, run: m.FlowRun
 ) -> tuple[m.Workspace, m.Deployment | None, m.WorkPool | None]:
-    """:func:`lock_workspace`, reading the run's deployment and pool in the same statement."""
-    params = {
-        "workspace_id": run.workspace_id,
-        "deployment_id": run.deployment_id,
-        "work_pool_id": run.work_pool_id,
-    }
-    row = (await session.execute(_locked_activation(dialect_of(session)), params)).one()
-    return row[0], row[1], row[2]
+    """:func:`lock_workspace`, reading the run's deployment and pool in the same statement.
+
+    Once per transaction for the same three: later activations in it reuse them.
+    """
+    key = (run.workspace_id, run.deployment_id, run.work_pool_id)
+    read = session.info.setdefault(_ACTIVATIONS, {})
+    if key not in read:
+        params = {
+            "workspace_id": run.workspace_id,
+            "deployment_id": run.deployment_id,
+            "work_pool_id": run.work_pool_id,
+        }
+        row = (await session.execute(_locked_activation(dialect_of(session)), params)).one()
+        read[key] = (row[0], row[1], row[2])
+    workspace, deployment, pool = read[key]
+    return workspace, deployment, pool
 
 
 async def _context(
@@ -394,11 +407,21 @@ def _state_of(run: m.FlowRun) -> State | None:
 
 
 async def set_state(
-    session: AsyncSession, principal: Principal, run_id: uuid.UUID, proposed: StateCreate
+    session: AsyncSession,
+    principal: Principal,
+    run_id: uuid.UUID,
+    proposed: StateCreate,
+    *,
+    locked: m.FlowRun | None = None,
 ) -> SetStateResult:
+    """``locked``: the run, already read with its row lock in this transaction (not read again)."""
     if proposed.force:
         principal.require_admin()
-    run = await read_flow_run(session, principal, run_id, lock=True)
+    if locked is None:
+        run = await read_flow_run(session, principal, run_id, lock=True)
+    else:
+        run = locked
+        check_access(principal, run)
     if proposed.expected_state_id is not None and proposed.expected_state_id != run.state_id:
         raise StaleState(
             f"flow run {run_id} is now {run.state_type} ({run.state_name}); "
@@ -437,6 +460,9 @@ async def retry_flow_run(
     )
 
 
+_MEASURED = tuple(f for f in s.ExecutionReport.model_fields if f != "heartbeat")
+
+
 async def record_execution(
     session: AsyncSession,
     principal: Principal,
@@ -447,23 +473,21 @@ async def record_execution(
 ) -> m.FlowRun:
     """What the execution plane measured; ``teardown`` closes the usage record."""
     run = await read_flow_run(session, principal, run_id, lock=True)
-    for field in s.ExecutionReport.model_fields:
-        value = getattr(report, field)
-        if field != "heartbeat" and value is not None:
-            setattr(run, field, value)
     now = _now()
+    if teardown:  # first: its read would flush the fields below as an update of their own
+        await usage.close_record(session, run, now)
+    for field in _MEASURED:
+        value = getattr(report, field)
+        if value is not None:
+            setattr(run, field, value)
     if report.heartbeat:
         run.heartbeat_at = now
     if teardown:
-        await usage.close_record(session, run, now)
         from flowyard.server.ops.liveness import end_orphans
 
         await end_orphans(session, run, now)
     await session.flush()
     return run
-
-
-_MEASURED = tuple(f for f in s.ExecutionReport.model_fields if f != "heartbeat")
 
 
 async def write_report(

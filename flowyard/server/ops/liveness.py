@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas.states import StateCreate, StateType, Verdict
@@ -92,6 +92,17 @@ async def crash_lost_runs(
 
 
 TASK_ACTIVE = (StateType.PENDING.value, StateType.RUNNING.value)
+# Whether a run left anything active behind: nearly always not, and one statement says so.
+_ANY_ORPHAN = select(
+    or_(
+        exists().where(
+            m.FlowRun.root_flow_run_id == bindparam("run_id"), m.FlowRun.state_type.in_(ACTIVE)
+        ),
+        exists().where(
+            m.TaskRun.flow_run_id == bindparam("run_id"), m.TaskRun.state_type.in_(TASK_ACTIVE)
+        ),
+    )
+)
 
 
 async def end_orphans(session: AsyncSession, run: m.FlowRun, now: datetime) -> int:
@@ -102,6 +113,8 @@ async def end_orphans(session: AsyncSession, run: m.FlowRun, now: datetime) -> i
     many flow and task runs were ended.
     """
     if not StateType(run.state_type).is_terminal:
+        return 0
+    if not (await session.execute(_ANY_ORPHAN, {"run_id": run.id})).scalar_one():
         return 0
     reason = f"its flow run {run.id} ended {run.state_type} while it was still active"
     children = list(

@@ -44,4 +44,7 @@ async def record_batch(
     result = await task_runs.upsert_task_runs(session, principal, batch, runs=runs)
     if then is None:
         return result, None
-    return result, await flow_runs.set_state(session, principal, *then)
+    run_id, state = then
+    return result, await flow_runs.set_state(
+        session, principal, run_id, state, locked=runs.get(run_id)
+    )

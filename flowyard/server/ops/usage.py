@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, null, select
+from sqlalchemy import ColumnElement, bindparam, case, func, null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas import workspaces as s
@@ -48,13 +48,17 @@ async def _open_record_of(session: AsyncSession, run_id: uuid.UUID) -> m.UsageRe
     return (await session.execute(query)).scalar_one_or_none()
 
 
+# A run's records: how many, and how many are open (one statement for both).
+_ATTEMPTS = select(func.count(), func.count(case((m.UsageRecord.ended_at.is_(None), 1)))).where(
+    m.UsageRecord.flow_run_id == bindparam("run_id")
+)
+
+
 async def open_record(session: AsyncSession, run: m.FlowRun, now: datetime) -> None:
     """Provisioning begins: open the run's record (one per attempt)."""
-    if await _open_record_of(session, run.id) is not None:
+    attempts, open_ = (await session.execute(_ATTEMPTS, {"run_id": run.id})).one()
+    if open_:
         return
-    attempts = (
-        await session.execute(select(func.count()).where(m.UsageRecord.flow_run_id == run.id))
-    ).scalar_one()
     session.add(
         m.UsageRecord(
             workspace_id=run.workspace_id,

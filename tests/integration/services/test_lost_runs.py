@@ -125,3 +125,35 @@ async def test_a_run_that_ends_takes_its_active_subflows_and_task_runs_along(
             for t in (await task_runs.list_task_runs(session, principal, run_id, limit=10))[0]
         }
     assert states == {"still-running": "CRASHED", "done": "COMPLETED", "child-task": "CRASHED"}
+
+
+async def test_a_run_that_ends_with_no_subflows_takes_its_own_active_task_runs_along(
+    db: Database, principal: Principal
+) -> None:
+    run_id = await _running(db, principal, datetime.now(UTC))
+    async with db.session() as session:
+        await task_runs.upsert_task_runs(
+            session,
+            principal,
+            tr.TaskRunBatch(
+                task_runs=[
+                    tr.TaskRunUpsert(
+                        id=uuid.uuid4(),
+                        flow_run_id=run_id,
+                        name="still-running",
+                        state_type=StateType.RUNNING,
+                        timestamp=datetime.now(UTC),
+                    )
+                ]
+            ),
+        )
+        await flow_runs.set_state(
+            session, principal, run_id, StateCreate(type=StateType.FAILED, message="boom")
+        )
+    async with db.session() as session:
+        run = await flow_runs.read_flow_run(session, principal, run_id)
+        assert await liveness.end_orphans(session, run, datetime.now(UTC)) == 1
+        assert await liveness.end_orphans(session, run, datetime.now(UTC)) == 0  # nothing left
+        [task], _ = await task_runs.list_task_runs(session, principal, run_id, limit=10)
+    assert task.state_type == StateType.CRASHED.value
+    assert f"its flow run {run_id} ended FAILED" in task.state_message
