@@ -38,7 +38,6 @@ starts: the run starts late, never wrongly.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import gc
 import json
@@ -277,6 +276,8 @@ def _run_module(module: str) -> NoReturn:
     """Run ``module`` as ``__main__`` and end the process as the interpreter would."""
     import runpy
 
+    from flowyard.execution.runner import flush_and_wait
+
     code = 0
     try:
         runpy._run_module_as_main(module)  # type: ignore[attr-defined]
@@ -284,14 +285,14 @@ def _run_module(module: str) -> NoReturn:
         code = _exit_code(exc)
     except KeyboardInterrupt:
         sys.excepthook(*sys.exc_info())
-        _flush_and_wait()
+        flush_and_wait()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)  # as Python ends: by the signal
         code = 130
     except BaseException:
         sys.excepthook(*sys.exc_info())
         code = 1
-    _flush_and_wait()
+    flush_and_wait()
     os._exit(code)
 
 
@@ -302,19 +303,6 @@ def _exit_code(exc: SystemExit) -> int:
         return exc.code & 0xFF
     print(exc.code, file=sys.stderr)
     return 1
-
-
-def _flush_and_wait() -> None:
-    """What ending an interpreter does that a run can see: threads, ``atexit``, streams."""
-    import atexit
-
-    shutdown = getattr(threading, "_shutdown", None)
-    if shutdown is not None:
-        shutdown()
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed by the run
-            stream.flush()
 
 
 def _check_unprivileged(uid: int, gid: int) -> None:

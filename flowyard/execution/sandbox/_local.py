@@ -30,6 +30,7 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from flowyard.execution.host import SANDBOX_UID, HostCapabilities, probe_host
@@ -257,19 +258,9 @@ class LocalSandbox(ForkedStarts):
             return await self._start_forked(spec, self._zygotes, budget)
         standby = self._standbys.take(spec) if self._standbys is not None else None
         if standby is not None:
-            try:
-                warm = await asyncio.to_thread(self._assign, standby, spec)
-            except (OSError, SandboxError) as exc:
-                logger.warning(
-                    "run %s: standby unusable (%s%s); starting cold",
-                    spec.run_id,
-                    exc,
-                    last_words(standby.resources),
-                )
-                await asyncio.to_thread(self._discard, standby.resources)
-            else:
-                self._offer_standby(spec)
-                return LocalHandle(spec, warm, self._pool, budget)
+            warm = await self._start_in(standby, spec, budget, self._assign, standby, spec)
+            if warm is not None:
+                return warm
         try:
             started = await asyncio.to_thread(
                 self._spawn, spec, self._pool, self._slots, self._tools
@@ -278,6 +269,31 @@ class LocalSandbox(ForkedStarts):
             raise SandboxError(f"cannot prepare the sandbox of run {spec.run_id}: {exc}") from exc
         self._offer_standby(spec)
         return LocalHandle(spec, started, self._pool, budget)
+
+    async def _start_in(
+        self,
+        standby: Standby,
+        spec: SandboxSpec,
+        budget: int | None,
+        assign: Callable[..., RunResources],
+        *args: object,
+    ) -> SandboxHandle | None:
+        """``assign(*args)`` on a thread: ``spec``'s run started in ``standby`` (and another
+        standby offered), or ``None`` if it was unusable (then discarded)."""
+        assert self._pool is not None
+        try:
+            resources = await asyncio.to_thread(assign, *args)
+        except (OSError, SandboxError) as exc:
+            logger.warning(
+                "run %s: standby unusable (%s%s); starting in a new sandbox",
+                spec.run_id,
+                exc,
+                last_words(standby.resources),
+            )
+            await asyncio.to_thread(self._discard, standby.resources)
+            return None
+        self._offer_standby(spec)
+        return LocalHandle(spec, resources, self._pool, budget)
 
     def _offer_standby(self, spec: SandboxSpec) -> None:
         if self._standbys is not None:

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from flowyard.execution.sandbox import _bwrap
@@ -17,7 +18,7 @@ from flowyard.execution.sandbox._adopt import record_run
 from flowyard.execution.sandbox._errors import SandboxError
 from flowyard.execution.sandbox._layout import expand
 from flowyard.execution.sandbox._local_handle import LocalHandle, RunResources
-from flowyard.execution.sandbox._local_support import last_words, placeholders
+from flowyard.execution.sandbox._local_support import placeholders
 from flowyard.execution.sandbox._protocol import SandboxHandle
 from flowyard.execution.sandbox._spec import SandboxSpec
 from flowyard.execution.sandbox._standby import Standby, startup_env
@@ -77,6 +78,15 @@ class ForkedStarts:
 
         def _discard(self, res: RunResources) -> None: ...
 
+        async def _start_in(
+            self,
+            standby: Standby,
+            spec: SandboxSpec,
+            budget: int | None,
+            assign: Callable[..., RunResources],
+            *args: object,
+        ) -> SandboxHandle | None: ...
+
         def _offer_standby(self, spec: SandboxSpec) -> None: ...
 
         def _take_standby(
@@ -110,19 +120,11 @@ class ForkedStarts:
         zygote = zygotes.get(spec)
         standby = self._standbys.take(spec) if zygote and self._standbys else None
         if zygote is not None and standby is not None:
-            try:
-                held = await asyncio.to_thread(self._assign_held, standby, spec, zygote)
-            except (OSError, SandboxError) as exc:
-                logger.warning(
-                    "run %s: held sandbox unusable (%s%s); starting another",
-                    spec.run_id,
-                    exc,
-                    last_words(standby.resources),
-                )
-                await asyncio.to_thread(self._discard, standby.resources)
-            else:
-                self._offer_standby(spec)
-                return LocalHandle(spec, held, self._pool, budget)
+            held = await self._start_in(
+                standby, spec, budget, self._assign_held, standby, spec, zygote
+            )
+            if held is not None:
+                return held
         try:
             started = await asyncio.to_thread(
                 self._spawn, spec, self._pool, self._slots, self._tools, zygote
