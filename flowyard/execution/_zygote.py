@@ -95,6 +95,7 @@ def main(sock_fd: int) -> None:
 
     for name in PRELOAD:
         importlib.import_module(name)
+    time.strftime("%H", time.localtime())  # the time zone read once here, not by each run
     libc = ctypes.CDLL(None, use_errno=True)
     # What is loaded now stays out of the collector's reach: a run's collections would
     # otherwise touch every object, copying each page its fork shares with the zygote.

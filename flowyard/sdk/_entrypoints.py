@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["Entrypoint", "load_flow_from_entrypoint", "parse_entrypoint"]
 
 _FUNCTION = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_DRIVE = re.compile(r"^[A-Za-z]:")  # compiled once at import: in a zygote, for every run
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +58,7 @@ def parse_entrypoint(entrypoint: str) -> Entrypoint:
     if "\\" in path_text:
         raise EntrypointError(f"entrypoint {entrypoint!r}: use '/' to separate directories")
     path = PurePosixPath(path_text)
-    if path.is_absolute() or re.match(r"^[A-Za-z]:", path_text):
+    if path.is_absolute() or _DRIVE.match(path_text):
         raise EntrypointError(
             f"entrypoint {entrypoint!r}: the path must be relative to the source root, not absolute"
         )
