@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.server.db import models as m
@@ -113,6 +113,10 @@ async def _authenticate_api_key(session: AsyncSession, token: str) -> Principal:
     return principal
 
 
+# Built once: building and keying the statement cost more than SQLite takes to run it.
+_RUN_WORKSPACE = select(m.FlowRun.workspace_id).where(m.FlowRun.id == bindparam("run_id"))
+
+
 async def _authenticate_run_token(session: AsyncSession, keys: ServerKeys, token: str) -> Principal:
     parts = token.split("_", 2)
     try:
@@ -124,9 +128,7 @@ async def _authenticate_run_token(session: AsyncSession, keys: ServerKeys, token
     signature = keys.sign(run_id.bytes).encode()
     if len(parts) != 3 or not hmac.compare_digest(parts[2].encode(), signature):
         raise Unauthorized("invalid run token")
-    workspace_id = (
-        await session.execute(select(m.FlowRun.workspace_id).where(m.FlowRun.id == run_id))
-    ).scalar_one_or_none()
+    workspace_id = (await session.execute(_RUN_WORKSPACE, {"run_id": run_id})).scalar_one_or_none()
     if workspace_id is None:
         raise Unauthorized("run token for a run that no longer exists")
     return Principal(workspace_id=workspace_id, kind="run_token", flow_run_id=run_id)

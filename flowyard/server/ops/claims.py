@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas.states import StateCreate, StateType, Verdict
@@ -31,21 +31,24 @@ class ClaimResult:
     waiting: list[tuple[uuid.UUID, str]] = field(default_factory=list)
 
 
+# Built once: a dispatcher asks on every change of runs.
+_POOLS_WITH_DUE_RUNS = (
+    select(m.WorkPool.id)
+    .join(m.FlowRun, m.FlowRun.work_pool_id == m.WorkPool.id)
+    .where(
+        m.WorkPool.type == bindparam("pool_type"),
+        m.FlowRun.state_type == StateType.SCHEDULED.value,
+        m.FlowRun.next_scheduled_start_time <= bindparam("now"),
+    )
+    .distinct()
+)
+
+
 async def pools_with_due_runs(
     session: AsyncSession, now: datetime | None = None, pool_type: str = "managed"
 ) -> list[uuid.UUID]:
-    now = now or datetime.now(UTC)
-    query = (
-        select(m.WorkPool.id)
-        .join(m.FlowRun, m.FlowRun.work_pool_id == m.WorkPool.id)
-        .where(
-            m.WorkPool.type == pool_type,
-            m.FlowRun.state_type == StateType.SCHEDULED.value,
-            m.FlowRun.next_scheduled_start_time <= now,
-        )
-        .distinct()
-    )
-    return list((await session.execute(query)).scalars())
+    params = {"pool_type": pool_type, "now": now or datetime.now(UTC)}
+    return list((await session.execute(_POOLS_WITH_DUE_RUNS, params)).scalars())
 
 
 def due_runs(pool_id: uuid.UUID, now: datetime) -> Select[m.FlowRun]:

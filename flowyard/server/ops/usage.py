@@ -41,11 +41,14 @@ def billed_minutes(seconds: float) -> int:
     return max(1, math.ceil(seconds / 60)) if seconds > 0 else 0
 
 
+# Built once: building and keying a statement cost more than SQLite takes to run it.
+_OPEN_RECORD = select(m.UsageRecord).where(
+    m.UsageRecord.flow_run_id == bindparam("run_id"), m.UsageRecord.ended_at.is_(None)
+)
+
+
 async def _open_record_of(session: AsyncSession, run_id: uuid.UUID) -> m.UsageRecord | None:
-    query = select(m.UsageRecord).where(
-        m.UsageRecord.flow_run_id == run_id, m.UsageRecord.ended_at.is_(None)
-    )
-    return (await session.execute(query)).scalar_one_or_none()
+    return (await session.execute(_OPEN_RECORD, {"run_id": run_id})).scalar_one_or_none()
 
 
 # A run's records: how many, and how many are open (one statement for both).

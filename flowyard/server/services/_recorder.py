@@ -23,7 +23,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas.flow_runs import ExecutionReport
@@ -36,6 +36,11 @@ from flowyard.server.ops.auth import Principal, issue_run_token
 from flowyard.server.ops.errors import NotFound
 
 LOG_FLUSH_SECONDS = 0.05
+# Built once: building and keying a statement cost more than SQLite takes to run it.
+_WORKSPACE = select(m.FlowRun.workspace_id).where(m.FlowRun.id == bindparam("run_id"))
+_STATES = select(m.FlowRun.id, m.FlowRun.state_type).where(
+    m.FlowRun.id.in_(bindparam("run_ids", expanding=True))
+)
 logger = logging.getLogger(__name__)
 
 
@@ -57,9 +62,7 @@ class DbRecorder:
         workspace_id = self._workspaces.get(run_id)
         if workspace_id is None:
             async with self.ctx.db.lookup_session() as session:
-                workspace_id = await session.scalar(
-                    select(m.FlowRun.workspace_id).where(m.FlowRun.id == run_id)
-                )
+                workspace_id = await session.scalar(_WORKSPACE, {"run_id": run_id})
             if workspace_id is None:
                 raise NotFound("flow run", run_id)
             self._workspaces[run_id] = workspace_id
@@ -161,9 +164,8 @@ class DbRecorder:
     async def _states(self, run_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, StateType]:
         if not run_ids:
             return {}
-        query = select(m.FlowRun.id, m.FlowRun.state_type).where(m.FlowRun.id.in_(list(run_ids)))
         async with self.ctx.db.lookup_session() as session:
-            rows = (await session.execute(query)).all()
+            rows = (await session.execute(_STATES, {"run_ids": list(run_ids)})).all()
         return {run_id: StateType(state) for run_id, state in rows}
 
     def _flush_later(self) -> None:
