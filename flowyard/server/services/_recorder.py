@@ -68,6 +68,10 @@ class DbRecorder:
             self._workspaces[run_id] = workspace_id
         return Principal(workspace_id=workspace_id, kind="api_key", is_admin=True)
 
+    def knows(self, run_id: uuid.UUID, workspace_id: uuid.UUID) -> None:
+        """The run's workspace, as its claim read it: its first write reads nothing for it."""
+        self._workspaces[run_id] = workspace_id
+
     async def log(self, run_id: uuid.UUID, message: str, *, level: int = 20) -> None:
         await self._principal(run_id)  # an unknown run fails here, not at the flush
         line = LogCreate(

@@ -156,3 +156,14 @@ async def test_a_teardown_writes_what_is_held_first_and_its_own_fields_last(
     assert (run.backend, run.exit_code, run.cpu_seconds) == ("local", 0, 0.5)
     await recorder.flush()  # nothing left held for it
     assert (await _run_row(db, run_id)).exit_code == 0
+
+
+async def test_a_run_whose_workspace_it_was_told_is_written_without_reading_it(
+    db: Database, principal: Principal, recorder: DbRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [run_id] = await managed_runs(db, principal, 1)
+    recorder.knows(run_id, principal.workspace_id)
+    monkeypatch.setattr(Database, "lookup_session", None)  # any read for it would fail
+    await recorder.log(run_id, "preparing compute for etl/nightly")
+    await recorder.report(run_id, ExecutionReport(exit_code=0), teardown=True)
+    assert await _messages(db, principal, run_id) == ["preparing compute for etl/nightly"]
