@@ -455,9 +455,11 @@ async def dispatcher_service(ctx: ServerContext) -> None:
         finally:
             await pipeline.recorder.flush()  # stage lines of runs still going
     finally:
-        for sandbox in sandboxes.values():
-            close = getattr(sandbox, "close", None)
-            if close is not None:
-                await asyncio.to_thread(close)
-        if egress is not None:
-            await egress.close()
+        try:
+            for sandbox in sandboxes.values():
+                close = getattr(sandbox, "close", None)
+                if close is not None:
+                    await asyncio.to_thread(close)
+        finally:  # cancelled meanwhile (a stop with a deadline): still stop listening
+            if egress is not None:
+                await egress.close()
