@@ -125,8 +125,8 @@ class DbRecorder:
             held, self._lines = self._lines, {}
             reports, self._reports = self._reports, {}
             by_workspace: dict[uuid.UUID, _Held] = {}
-            for run_id in {**held, **reports}:
-                with contextlib.suppress(NotFound):  # a run deleted meanwhile: its lines go too
+            for run_id in dict.fromkeys([*held, *reports]):
+                with contextlib.suppress(NotFound):  # a run deleted meanwhile: what it held goes
                     principal = await self._principal(run_id)
                     into = by_workspace.setdefault(principal.workspace_id, _Held())
                     into.lines.extend(held.get(run_id, ()))
