@@ -124,7 +124,7 @@ class LocalSandbox(ForkedStarts):
         uid: int = SANDBOX_UID,
         gid: int = SANDBOX_UID,
         cgroup_parent: str | None = None,
-        images_per_size: int = 2,
+        images_per_size: int = 8,  # disks and slots kept ready: a burst waits for none early on
         capabilities: HostCapabilities | None = None,
         runs_memory_bytes: int | None = None,
         runs_cgroup: str = RUNS_PARENT,
