@@ -15,14 +15,13 @@ SQLite may wait or write to disk at length:
   0, so a call that finds the database locked fails at once with
   SQLITE_BUSY, having done nothing; it is then run again on the worker
   thread with the configured busy timeout, the loop free meanwhile.
-- Checkpoints. SQLite's own (after the commit that takes the WAL past 1,000
-  pages, syncing the database file) are off on these connections; instead a
-  passive checkpoint runs on the worker thread after every
-  :data:`CHECKPOINT_COMMITS` commits or :data:`CHECKPOINT_ROWS` rows
-  written, whichever comes first. A commit of up to
-  :data:`INLINE_COMMIT_ROWS` changed rows then runs in place (it appends a
-  few pages to the WAL, unsynced: ``synchronous=NORMAL``); a larger one goes
-  to the worker thread.
+- Commits. A commit of up to :data:`INLINE_COMMIT_ROWS` changed rows runs
+  in place (it appends a few pages to the WAL, unsynced:
+  ``synchronous=NORMAL``); a larger one goes to the worker thread. SQLite's
+  own checkpoint (after the commit that takes the WAL past 1,000 pages) then
+  runs in place now and then. Checkpointing on a schedule of our own
+  instead, off the loop, let the WAL grow under steady reads: list pages'
+  p99 doubled (``bench/api.py``).
 - ``close`` and ``executemany`` (bulk writes of thousands of rows) stay on
   the worker thread.
 
@@ -50,8 +49,6 @@ import aiosqlite
 # See the module's docstring: what a commit in place may hold, and how often
 # the checkpoint runs off the loop.
 INLINE_COMMIT_ROWS = 500
-CHECKPOINT_COMMITS = 100
-CHECKPOINT_ROWS = 20_000
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -80,11 +77,8 @@ class InlineConnection(aiosqlite.Connection):
         # calls queue behind it in order instead of running beside it.
         self._sent = 0
         self._done = 0
-        # The connection's count of changed rows when its last transaction ended,
-        # and commits and rows written since the last checkpoint.
+        # The connection's count of changed rows when its last transaction ended.
         self._changes_at_end = 0
-        self._commits = 0
-        self._unchecked = 0
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or not self._connection:
@@ -116,18 +110,13 @@ class InlineConnection(aiosqlite.Connection):
         return await self._on_thread(fn, args, kwargs)
 
     async def _commit(self, conn: sqlite3.Connection) -> None:
-        """In place when small; then, now and then, the checkpoint, off the loop."""
+        """In place when small, on the worker thread when large."""
         written = conn.total_changes - self._changes_at_end
         if written > INLINE_COMMIT_ROWS:
             await self._on_thread(conn.commit, (), {})
         else:
             await self._call(conn, conn.commit, (), {})
         self._changes_at_end = conn.total_changes
-        self._commits += 1
-        self._unchecked += written
-        if self._commits >= CHECKPOINT_COMMITS or self._unchecked >= CHECKPOINT_ROWS:
-            self._commits = self._unchecked = 0
-            await self._on_thread(_checkpoint, (conn,), {})
 
     async def _on_thread(self, fn: Callable[..., Any], args: Any, kwargs: Any) -> Any:
         self._sent += 1
@@ -148,19 +137,7 @@ class InlineConnection(aiosqlite.Connection):
             self._done += 1
 
 
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    """What SQLite's automatic checkpoint does: passive (it waits for no one)."""
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").close()
-
-
 def connector(database: str, **kwargs: Any) -> Callable[[], sqlite3.Connection]:
-    """Open the file as aiosqlite would, usable from any thread, waiting for no lock,
-    with SQLite's automatic checkpoints off (the connection runs its own)."""
+    """Open the file as aiosqlite would, usable from any thread, waiting for no lock."""
     kwargs["check_same_thread"] = False
-    return partial(_open, database, timeout=0, **kwargs)
-
-
-def _open(database: str, **kwargs: Any) -> sqlite3.Connection:
-    conn: sqlite3.Connection = sqlite3.connect(database, **kwargs)
-    conn.execute("PRAGMA wal_autocheckpoint=0").close()
-    return conn
+    return partial(sqlite3.connect, database, timeout=0, **kwargs)

@@ -152,19 +152,13 @@ async def _write_then_fail(db: Database, n: int) -> None:
         raise RuntimeError("rolled back")
 
 
-async def test_small_commits_run_in_place_and_a_checkpoint_follows_every_so_many(
-    sqlite_db: tuple[Database, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_small_commits_run_in_place(sqlite_db: tuple[Database, Path]) -> None:
     db, path = sqlite_db
-    monkeypatch.setattr(_sqlite_inline, "CHECKPOINT_COMMITS", 5)
     connection = await _writer(db)
-    connection._commits = 0  # counted from here
     sent = connection._sent
-    for n in range(4):
+    for n in range(5):
         await _write(db, n)
-    assert connection._sent == sent  # four commits, not one call on the worker thread
-    await _write(db, 4)
-    assert connection._sent == sent + 1  # the fifth: its checkpoint went there
+    assert connection._sent == sent  # five commits, not one call on the worker thread
     assert await _marks(db) == [0, 1, 2, 3, 4]
     check = sqlite3.connect(path)
     assert check.execute("SELECT count(*) FROM marks").fetchone() == (5,)
