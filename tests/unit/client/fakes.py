@@ -1,9 +1,13 @@
-"""A scripted API for unit tests: an httpx mock transport that records requests."""
+"""A scripted API for unit tests: an httpx mock transport that records requests, and a base
+for small real HTTP servers that answer JSON."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import httpx
 
@@ -50,3 +54,24 @@ def refuse(request: httpx.Request) -> httpx.Response:
 
 def drop(request: httpx.Request) -> httpx.Response:
     raise httpx.ReadError("connection reset by peer", request=request)
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """A quiet request handler; subclasses read the body and :meth:`answer`."""
+
+    def body(self) -> Any:
+        """The request's JSON body, recorded in ``server.received`` with its path."""
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.received.append((self.path, body))  # type: ignore[attr-defined]
+        return body
+
+    def answer(self, status: int, answer: object) -> None:
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass

@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from flowyard.client._wire import WireClient
 from flowyard.client.sdk_integration import ServerReporter
 from flowyard.sdk import _reporting as rep
 from flowyard.sdk._states import StateType
+from tests.unit.client.fakes import JsonHandler
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 TASK = uuid.uuid4()
@@ -85,15 +86,14 @@ def test_the_older_form_has_one_entry_per_state_and_the_lines_apart() -> None:
     assert [json.loads(line) for line in logs] == [{"message": "hi"}]
 
 
-class _OlderApi(BaseHTTPRequestHandler):
+class _OlderApi(JsonHandler):
     """An API from before combined batches: it refuses ``logs``, ``previous_states`` and
     ``flow_run_state``."""
 
     refused: tuple[str, ...] = ("logs", "previous_states", "flow_run_state")
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.received.append((self.path, body))  # type: ignore[attr-defined]
+        body = self.body()
         unknown = []
         if self.path.endswith("/batch"):
             unknown = [name for name in ("logs", "flow_run_state") if name in body]
@@ -113,15 +113,7 @@ class _OlderApi(BaseHTTPRequestHandler):
             status, answer = 200, {"status": "ACCEPT"}
         else:
             status, answer = 200, {}
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.answer(status, answer)
 
 
 @pytest.fixture
@@ -176,12 +168,11 @@ def test_an_older_server_gets_task_runs_and_lines_the_older_way(
     assert "could not record" not in caplog.text
 
 
-class _Api(BaseHTTPRequestHandler):
+class _Api(JsonHandler):
     """Accepts everything; a created flow run answers with its state."""
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.received.append((self.path, body))  # type: ignore[attr-defined]
+        body = self.body()
         answer: dict[str, Any] = {}
         if self.path.endswith("/state"):
             answer = {"status": "ACCEPT"}
@@ -189,15 +180,7 @@ class _Api(BaseHTTPRequestHandler):
             answer = {"flow_run_state": {"status": "ACCEPT"}}
         elif self.path.endswith("/flow-runs"):
             answer = {"id": body["id"], "state_type": body["state"]["type"], "deployment_id": "x"}
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.answer(200, answer)
 
 
 @pytest.fixture

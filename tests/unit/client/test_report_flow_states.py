@@ -3,7 +3,6 @@ for a server that predates it or refuses the batch."""
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from flowyard.client._wire import WireClient
 from flowyard.client.sdk_integration import ServerReporter
 from flowyard.sdk import _reporting as rep
 from flowyard.sdk._states import StateType
+from tests.unit.client.fakes import JsonHandler
 from tests.unit.client.test_report_batches import _flow_state, _OlderApi, at
 
 
@@ -25,26 +25,17 @@ class _NoStatesInBatches(_OlderApi):
     refused = ("flow_run_state",)
 
 
-class _RefusesBadLines(BaseHTTPRequestHandler):
+class _RefusesBadLines(JsonHandler):
     """Refuses a batch holding the line "bad" (404, as for a missing run); takes states."""
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.received.append((self.path, body))  # type: ignore[attr-defined]
+        body = self.body()
         status, answer = 200, {"status": "ACCEPT"}
         if "flow_run_state" in body:
             answer = {"flow_run_state": answer}
         if any(line["message"] == "bad" for line in body.get("logs", [])):
             status, answer = 404, {"detail": "logs.0.flow_run_id: flow run not found"}
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.answer(status, answer)
 
 
 def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
@@ -16,26 +15,18 @@ from flowyard.client._wire import WireClient
 from flowyard.client.sdk_integration import ServerReporter
 from flowyard.sdk import _reporting as rep
 from flowyard.sdk._states import StateType
+from tests.unit.client.fakes import JsonHandler
 
 
-class _Api(BaseHTTPRequestHandler):
+class _Api(JsonHandler):
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.received.append((self.path, body))  # type: ignore[attr-defined]
+        body = self.body()
         answer: dict[str, object] = {}
         if self.path.endswith("/state"):
             answer = {"status": "ACCEPT"}
         elif "flow_run_state" in body:
             answer = {"flow_run_state": {"status": "ACCEPT"}}
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.answer(200, answer)
 
 
 def _free_port() -> int:
