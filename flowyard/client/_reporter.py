@@ -22,23 +22,28 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from typing import Any, TypeGuard
 
 from flowyard.client._batches import (
     ReportBatch,
     json_array,
-    json_text,
     state_text,
-    task_run_head,
 )
 from flowyard.client._errors import ApiError, ClientError
+from flowyard.client._report_wire import (
+    TaskInfo,
+    always,
+    jsonable,
+    log_line,
+    predates_batch_states,
+    predates_batches,
+    state_body,
+)
 from flowyard.client._wire import WireClient
 from flowyard.sdk import _reporting as rep
 from flowyard.sdk._states import StateType
@@ -72,74 +77,7 @@ TERMINAL = frozenset(
 )
 
 
-def jsonable(value: object, depth: int = 0) -> Any:
-    """A JSON-safe copy of ``value`` for the API: unknown objects become their repr."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if depth > 20:
-        return repr(value)
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v, depth + 1) for v in value]
-    if isinstance(value, datetime | uuid.UUID):
-        return str(value)
-    text = repr(value)
-    return text if len(text) <= 2_000 else text[:2_000] + "..."
-
-
-def _state(state: rep.StateSnapshot) -> dict[str, Any]:
-    return {
-        "type": state.type.value,
-        "name": state.name[:50] or None,
-        "message": (state.message or "")[:20_000],
-        "timestamp": state.timestamp.isoformat(),
-    }
-
-
-class _TaskInfo:
-    """What every report of a task run repeats: its id, flow run, names and tags, as sent."""
-
-    __slots__ = ("created", "flow_run_id", "head", "text")
-
-    def __init__(self, event: rep.TaskRunCreated, text: str, flow_run_text: str) -> None:
-        self.created = event
-        self.flow_run_id = event.flow_run_id
-        self.text = text
-        self.head = self.head_for(flow_run_text)
-
-    def head_for(self, flow_run_text: str) -> str:
-        event = self.created
-        return task_run_head(
-            self.text,
-            flow_run_text,
-            event.task_run_name,
-            event.task_key,
-            event.dynamic_key,
-            event.tags,
-        )
-
-
 _BATCH_PATH = "/task-runs/batch"
-
-
-def _log_line(event: rep.LogEmitted, flow_run_id: str, task_run_id: str | None) -> str:
-    """A log line as the API takes it, written as a JSON object."""
-    line = f'{{"flow_run_id":"{flow_run_id}"'
-    if task_run_id is not None:
-        line += f',"task_run_id":"{task_run_id}"'
-    line += f',"level":{max(0, min(100, event.level)):d}'
-    if event.logger_name:
-        line += ',"name":' + _logger_name(event.logger_name)
-    message = json_text(event.message[:1_000_000])
-    return line + f',"message":{message},"timestamp":"{event.timestamp.isoformat()}"}}'
-
-
-@functools.lru_cache(maxsize=256)
-def _logger_name(name: str) -> str:
-    return json_text(name[:200])
 
 
 class _Flushed:
@@ -149,29 +87,6 @@ class _Flushed:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-
-
-def _predates_batches(exc: ApiError) -> bool:
-    """Whether the API refused a combined batch for fields it does not know (an older server)."""
-    return exc.status == 422 and any(
-        e.message == "is not a known field"
-        and (e.field == "logs" or e.field.endswith(".previous_states"))
-        for e in exc.errors
-    )
-
-
-def _always(exc: ApiError) -> bool:
-    return True
-
-
-def _predates_batch_states(exc: ApiError) -> bool:
-    """Whether the API refused a flow-run state in a batch, or the batch, as an older server."""
-    return _predates_batches(exc) or (
-        exc.status == 422
-        and any(
-            e.message == "is not a known field" and e.field == "flow_run_state" for e in exc.errors
-        )
-    )
 
 
 class ServerReporter:
@@ -202,7 +117,7 @@ class ServerReporter:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         # Task runs by the integer of their id (it hashes in C; a UUID does not).
-        self._tasks: dict[int, _TaskInfo] = {}
+        self._tasks: dict[int, TaskInfo] = {}
         # Flow runs known to exist on the server, with their last known state type.
         self._flow_states: dict[uuid.UUID, StateType] = {}
         self._pending_create: dict[uuid.UUID, rep.FlowRunStarted] = {}
@@ -433,7 +348,7 @@ class ServerReporter:
                     "task runs and logs",
                     _BATCH_PATH,
                     batch.body(),
-                    reraise=_predates_batches,
+                    reraise=predates_batches,
                     meanwhile=meanwhile,
                 )
             except ApiError:
@@ -478,12 +393,12 @@ class ServerReporter:
         task_text = None
         if task_run is not None:
             task_text = self._task_text[1] if task_run is self._task_text[0] else str(task_run)
-        return _log_line(event, flow_text, task_text)
+        return log_line(event, flow_text, task_text)
 
     def _task_created(self, event: rep.TaskRunCreated) -> None:
         flow_run_id = event.flow_run_id
         flow_text = self._run_text(flow_run_id) if flow_run_id is not None else ""
-        self._tasks[event.task_run_id.int] = _TaskInfo(event, str(event.task_run_id), flow_text)
+        self._tasks[event.task_run_id.int] = TaskInfo(event, str(event.task_run_id), flow_text)
 
     def _task_state(self, batch: ReportBatch, event: rep.StateChanged) -> None:
         key = event.run_id.int
@@ -529,27 +444,27 @@ class ServerReporter:
         self._state_verdict(run_id, state, result)
 
     def _post_state(self, run_id: uuid.UUID, state: rep.StateSnapshot) -> Any:
-        return self._call("a flow run state", f"/flow-runs/{run_id}/state", _state(state))
+        return self._call("a flow run state", f"/flow-runs/{run_id}/state", state_body(state))
 
     def _post_with_state(
         self, batch: ReportBatch, run_id: uuid.UUID, state: rep.StateSnapshot
     ) -> Any:
         """The batch ending with the run's state; returns the verdict on the state."""
-        text = json.dumps({"flow_run_id": str(run_id), **_state(state)}, separators=(",", ":"))
+        text = json.dumps({"flow_run_id": str(run_id), **state_body(state)}, separators=(",", ":"))
         try:
             answer = self._call(
                 "task runs, logs and a flow run state",
                 _BATCH_PATH,
                 batch.body(flow_run_state=text),
-                reraise=_always,
+                reraise=always,
             )
         except ApiError as exc:
             # Refused as a whole, nothing of it stored: the batch alone, then the state alone
             # (what the API refuses of either, it refuses again, as it did before).
-            if _predates_batch_states(exc):
+            if predates_batch_states(exc):
                 logger.debug("the API predates flow-run states in batches; sending them apart")
                 self._states_apart = True
-                self._separate = self._separate or _predates_batches(exc)
+                self._separate = self._separate or predates_batches(exc)
             self._post(batch)
             return self._post_state(run_id, state)
         batch.clear()
@@ -585,7 +500,7 @@ class ServerReporter:
                 "parameters": jsonable(event.parameters),
                 "tags": [t[:100] for t in sorted(event.tags)],
                 "parent_task_run_id": str(parent) if parent else None,
-                "state": _state(first),
+                "state": state_body(first),
             },
         )
         if isinstance(run, dict) and run.get("state_type") in StateType.__members__:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowyard.client._errors import ClientError, NotFoundError
-from flowyard.client._reporter import HEARTBEAT_SECONDS, TERMINAL, jsonable
+from flowyard.client._report_wire import jsonable
+from flowyard.client._reporter import HEARTBEAT_SECONDS, TERMINAL
 from flowyard.client.sdk_integration import ServerBacked
 from flowyard.sdk._deployments import (
     DeploymentRef,
