@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -183,11 +184,11 @@ async def test_a_forked_run_takes_a_sandbox_held_ready_for_it(
     seen = _probe(third.output_tail)
     assert seen["loaded"]
     assert seen["run"] == "third"
-    assert seen["sandbox_age"] > 0.8  # its sandbox was up before the run started
-    assert seen["process_age"] > 0.8  # and its process forked there, waiting for the run
+    # Its sandbox was up, and its process forked there, before the run started.
+    assert seen["sandbox_age"] > third.wall_seconds
+    assert seen["process_age"] > third.wall_seconds
     assert "flow.py" in seen["files"]
     assert int(seen["status"]["CapEff"], 16) == 0
-    assert third.wall_seconds < 5
 
 
 async def test_runs_started_back_to_back_take_held_sandboxes_as_soon_as_they_are_made(
@@ -300,7 +301,10 @@ async def test_runs_start_cold_when_the_zygote_has_died(
     await _zygote_up(forking, sdk, checkout)
     for pid in forking.zygote_pids:
         os.kill(pid, signal.SIGKILL)
-    await asyncio.sleep(0.2)
+    for _ in range(400):  # until the sandbox sees it gone
+        if not forking.zygotes_ready:
+            break
+        await asyncio.sleep(0.025)
     result = await (await forking.start(probe_spec(sdk, checkout, RUN="after"))).wait()
     assert result.ending is Ending.EXITED, result.output_tail
     assert _probe(result.output_tail)["run"] == "after"
@@ -323,7 +327,7 @@ def test_a_child_refuses_namespaces_that_are_not_its_runs(tmp_path: Path) -> Non
         for _ in range(100):  # until its child is there
             if Path(f"/proc/{other.pid}/task/{other.pid}/children").read_text().split():
                 break
-            asyncio.run(asyncio.sleep(0.01))
+            time.sleep(0.01)
         request = {
             "bwrap_pid": other.pid,
             "exit_fifo": "/tmp/.flowyard-zygote-exit",
