@@ -23,8 +23,9 @@ the holder, joins the run's cgroups, enters its cgroup, IPC, UTS, network,
 pid and mount namespaces (those of bubblewrap's init), and forks the run's
 process: born inside the sandbox's pid namespace, it leaves root (bounding
 set emptied, groups cleared, uid and gid set, every capability cleared,
-``no_new_privs``), checks that it holds nothing, starts a session, takes
-the run's variables, runs the environment's ``site`` (its ``.pth`` files run
+``no_new_privs``), checks that it holds nothing, starts a session, reads
+the run's variables to the end of their descriptor (a held sandbox's
+process waits there until a run takes the sandbox), runs the environment's ``site`` (its ``.pth`` files run
 as the sandbox user, as in any run) and goes on as ``python -m <module>``
 would (the runner's module, for managed runs). The child waits for it and
 writes how it ended to the holder, which exits the same way (128 + N for a
@@ -33,7 +34,9 @@ see.
 
 If anything fails before the run's process exists, the child writes
 ``cold`` and the holder execs the runner itself, as a run without a zygote
-starts: the run starts late, never wrongly.
+starts: the run starts late, never wrongly. A held sandbox's holder has no
+run's variables to start one with: there the child writes ``lost`` and why,
+and the sandbox ends.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ import time
 from collections.abc import Callable
 from typing import NoReturn
 
-# What the holder reads: "exit N", "signal N" or "cold".
+# What the holder reads: "exit N", "signal N", "cold" or "lost 0 <why>".
 READY_SECONDS = 60.0
 MAX_REQUEST = 64 * 1024
 MAX_FDS = 16
