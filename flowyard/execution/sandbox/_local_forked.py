@@ -76,8 +76,6 @@ class ForkedStarts:
             hold: bool = False,
         ) -> RunResources: ...
 
-        def _discard(self, res: RunResources) -> None: ...
-
         async def _start_in(
             self,
             standby: Standby,
