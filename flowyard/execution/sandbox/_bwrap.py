@@ -61,6 +61,11 @@ class Mounts:
     api_socket_dir: Path | None = None
     egress_socket_dir: Path | None = None
 
+    @property
+    def python(self) -> str:
+        """The interpreter a run starts, as it sees it: the environment's, else the runtime's."""
+        return self.environment.python if self.environment else self.runtime.python
+
 
 def bwrap_options(spec: SandboxSpec, mounts: Mounts, *, status_fd: int) -> list[str]:
     """Options for ``bwrap --args`` (read from a file descriptor, so off the command line)."""

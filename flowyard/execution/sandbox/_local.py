@@ -56,6 +56,7 @@ from flowyard.execution.sandbox._local_support import (
     Tools,
     check_sources,
     copy_checkout,
+    inside_env,
     last_words,
     lock_state_dir,
     placeholders,
@@ -340,8 +341,7 @@ class LocalSandbox(ForkedStarts):
             link_socket(self._state / "sockets" / "api", "api.sock", spec.api_socket)
         runtime = self._runtime_view(spec.runtime_dir)
         environment = self._environment_view(spec, runtime)
-        paths = placeholders(environment.python if environment else runtime.python)
-        return {name: expand(value, paths) for name, value in spec.env.items()}
+        return inside_env(spec.env, environment.python if environment else runtime.python)
 
     def _discard(self, res: RunResources) -> None:
         """Stop a sandbox that never became a run's, and free what it holds."""
@@ -504,7 +504,8 @@ class LocalSandbox(ForkedStarts):
             if forked:
                 held = HeldFifos.make(fs.tmp, self._uid, self._gid, fallback=not hold)
                 undo.callback(held.close)
-            process = self._exec(spec, mounts, slot, fs, run_dir, held=forked)
+            env = inside_env(spec.env, mounts.python)
+            process = self._exec(spec, mounts, env, slot, fs, run_dir, held=forked)
             undo.callback(cgroup.kill_all)
             resources = RunResources(process, cgroup, fs, run_dir, held=held if hold else None)
             if zygote is not None and held is not None:
@@ -512,7 +513,7 @@ class LocalSandbox(ForkedStarts):
                     held.wait_ready(lambda: process.poll() is None)
                     self._prefork(spec, resources, held, zygote)
                 else:
-                    self._fork(spec, resources, held, zygote, self._inside_env(spec, mounts))
+                    self._fork(spec, resources, held, zygote, env)
             undo.pop_all()
             if held is not None and not hold:  # the zygote's child has its own copies
                 held.close()
@@ -524,19 +525,19 @@ class LocalSandbox(ForkedStarts):
         self,
         spec: SandboxSpec,
         mounts: _bwrap.Mounts,
+        env: dict[str, str],
         slot: Slot,
         fs: MountedImage,
         run_dir: Path,
         *,
         held: bool = False,
     ) -> subprocess.Popen[bytes]:
-        python = mounts.environment.python if mounts.environment else mounts.runtime.python
-        paths = placeholders(python)
+        """Launch the slot into bubblewrap: ``spec``'s command (or a holder), ``env`` given."""
+        paths = placeholders(mounts.python)
         argv = [expand(arg, paths) for arg in spec.argv]
         if held:  # a zygote forks the run; the holder stands in for it (see _zygote)
             fifos = [f"{TMP_PATH}/{READY_FIFO}", f"{TMP_PATH}/{EXIT_FIFO}"]
             argv = ["/bin/sh", "-c", HOLDER, "flowyard-hold", *fifos, *argv]
-        env = self._inside_env(spec, mounts)
         egress = spec.network is NetworkMode.EGRESS
         prelude = bridge_command(mounts.runtime.python) if egress else None
         files = LaunchFiles(
@@ -546,13 +547,6 @@ class LocalSandbox(ForkedStarts):
         files.args.write_bytes(b"".join(os.fsencode(arg) + b"\0" for arg in options))
         slot.launch(files, _bwrap.run_script(env, argv, prelude=prelude))
         return slot.process
-
-    @staticmethod
-    def _inside_env(spec: SandboxSpec, mounts: _bwrap.Mounts) -> dict[str, str]:
-        """The run's variables with the placeholders replaced by the paths it sees."""
-        python = mounts.environment.python if mounts.environment else mounts.runtime.python
-        paths = placeholders(python)
-        return {name: expand(value, paths) for name, value in spec.env.items()}
 
     def _runtime_view(self, runtime_dir: Path) -> RuntimeView:
         try:

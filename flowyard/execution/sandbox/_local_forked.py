@@ -16,9 +16,8 @@ from typing import TYPE_CHECKING
 from flowyard.execution.sandbox import _bwrap
 from flowyard.execution.sandbox._adopt import record_run
 from flowyard.execution.sandbox._errors import SandboxError
-from flowyard.execution.sandbox._layout import expand
 from flowyard.execution.sandbox._local_handle import LocalHandle, RunResources
-from flowyard.execution.sandbox._local_support import placeholders
+from flowyard.execution.sandbox._local_support import inside_env
 from flowyard.execution.sandbox._protocol import SandboxHandle
 from flowyard.execution.sandbox._spec import SandboxSpec
 from flowyard.execution.sandbox._standby import Standby, startup_env
@@ -216,12 +215,11 @@ class ForkedStarts:
             raise SandboxError("zygotes need strict isolation")
         runtime = self._runtime_view(spec.runtime_dir)
         environment = self._environment_view(spec, runtime)
-        python = environment.python if environment else runtime.python
-        paths = placeholders(python)
         empty = self._state / "zygote-empty"
         empty.mkdir(exist_ok=True)
         mounts = _bwrap.Mounts(runtime, environment, empty, empty, self._etc.path())
-        env = {name: expand(value, paths) for name, value in startup_env(spec.env).items()}
+        python = mounts.python
+        env = inside_env(startup_env(spec.env), python)
         options = _bwrap.zygote_options(spec, mounts, env)
         args = os.memfd_create("flowyard-zygote-args", os.MFD_CLOEXEC)
         try:

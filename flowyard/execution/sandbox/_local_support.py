@@ -6,6 +6,7 @@ import fcntl
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from flowyard.execution.sandbox._layout import (
     TMP_PATH,
     WORK_PATH,
     Placeholder,
+    expand,
 )
 from flowyard.execution.sandbox._local_handle import RunResources
 from flowyard.execution.sandbox._spec import SandboxSpec
@@ -56,6 +58,12 @@ def placeholders(python: str) -> dict[Placeholder, str]:
         Placeholder.API_SOCKET: API_SOCKET_PATH,
         Placeholder.EGRESS_PROXY: EGRESS_PROXY_URL,
     }
+
+
+def inside_env(env: Mapping[str, str], python: str) -> dict[str, str]:
+    """``env`` with the placeholders replaced by what a strict run sees (``python`` its own)."""
+    paths = placeholders(python)
+    return {name: expand(value, paths) for name, value in env.items()}
 
 
 def check_sources(spec: SandboxSpec) -> None:
