@@ -197,13 +197,14 @@ class ImagePool:
     def _recycle(self, used: MountedImage) -> None:
         fresh = MountedImage(used.image, used.mount_point, size_bytes=used.size_bytes)
         try:
-            for entry in os.scandir(used.mount_point):
-                if entry.name == "lost+found":
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
+            with os.scandir(used.mount_point) as entries:
+                for entry in entries:
+                    if entry.name == "lost+found":
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
             self._lay_out(fresh)
             clean = set(os.listdir(fresh.mount_point)) == _EMPTY_LAYOUT and not (
                 os.listdir(fresh.work) or os.listdir(fresh.tmp)

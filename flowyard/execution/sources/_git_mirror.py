@@ -271,10 +271,11 @@ class Mirror:
 def _evict_trees(trees: Path, *, keep: Path) -> None:
     """Beyond :data:`TREES_KEPT`, delete the trees unused for :data:`TREE_IDLE_SECONDS`."""
     found = []
-    for entry in os.scandir(trees):
-        if not entry.name.startswith(".") and entry.path != str(keep):
-            with contextlib.suppress(OSError):
-                found.append((entry.stat(follow_symlinks=False).st_mtime, entry.path))
+    with os.scandir(trees) as entries:
+        for entry in entries:
+            if not entry.name.startswith(".") and entry.path != str(keep):
+                with contextlib.suppress(OSError):
+                    found.append((entry.stat(follow_symlinks=False).st_mtime, entry.path))
     found.sort(reverse=True)
     idle_before = time.time() - TREE_IDLE_SECONDS
     for mtime, path in found[TREES_KEPT - 1 :]:
