@@ -23,6 +23,7 @@ from flowyard.execution.sandbox._spec import SandboxSpec
 from flowyard.execution.sandbox._standby import Standby, startup_env
 from flowyard.execution.sandbox._zygotes import (
     BOOT,
+    WAIT_SECONDS,
     HeldFifos,
     Key,
     RunRequest,
@@ -110,11 +111,12 @@ class ForkedStarts:
         self, spec: SandboxSpec, zygotes: Zygotes, budget: int | None
     ) -> SandboxHandle:
         """A run its environment's zygote forks: into a held standby if one waits, else a new
-        sandbox; cold (and a zygote started for the next runs) if there is no zygote yet."""
+        sandbox. Without a live zygote, one is started and the run waits for it (a bounded
+        while); cold if it does not come."""
         assert self._pool is not None
         assert self._slots is not None
         assert self._tools is not None
-        zygote = zygotes.get(spec)
+        zygote = await zygotes.acquire(spec, WAIT_SECONDS)
         standby = self._standbys.take(spec) if zygote and self._standbys else None
         if zygote is not None and standby is not None:
             held = await self._start_in(

@@ -5,9 +5,11 @@ children do. Here: when a spec may be served by one (:func:`key_of`: the
 runner's own command), which one, starting it, and the request that hands it
 a run whose sandbox is being prepared.
 
-A zygote is started the first time a run of its key starts (that run starts
-cold) and kept while it lives; a zygote that died is replaced by the next
-run's request failing and starting a new one. The request waits only for
+A zygote is started the first time a run of its key starts; that run, and
+others of its key that arrive meanwhile, wait for it (at most
+:data:`WAIT_SECONDS`). It is kept while it lives and is used (at most
+:data:`MAX_ZYGOTES`, none idle over :data:`IDLE_SECONDS`); a zygote that
+died is replaced by the next run's request failing and starting a new one. The request waits only for
 the zygote's acknowledgement (a fork, ~1 ms); the rest happens in the
 zygote's child while the server goes on. If no acknowledgement comes, the
 request raises: the caller tears that sandbox down and starts the run cold
@@ -16,10 +18,12 @@ in a new one, so a late child finds no cgroup to join and gives up.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
 import logging
+import math
 import os
 import select
 import socket
@@ -29,6 +33,7 @@ import termios
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +58,13 @@ HOLDER = (
     'lost) echo "flowyard: the run could not be started: $reason" >&2; exit 125;; esac; '
     "echo 'flowyard: the run ended without a status from its zygote' >&2; exit 125"
 )
-MAX_ZYGOTES = 4
+MAX_ZYGOTES = 8
+# A zygote no run has used for this long is stopped.
+IDLE_SECONDS = 30 * 60.0
+# How long runs of a key wait for its zygote being started before starting cold.
+WAIT_SECONDS = 3.0
+# After a zygote failed to start, its key's runs start cold this long before another try.
+RETRY_SECONDS = 60.0
 _START_SECONDS = 60.0
 _ACK_SECONDS = 10.0
 # The zygote's own command after bubblewrap's options: the SDK is appended to the
@@ -277,15 +288,28 @@ class Zygote:
 
 
 class Zygotes:
-    """At most ``limit`` zygotes, one per key; the least recently used goes first."""
+    """At most ``limit`` zygotes, one per key; the least recently used goes first, and one
+    unused for ``idle_seconds`` is stopped (its memory back to the host)."""
 
-    def __init__(self, start: Callable[[Key, SandboxSpec], Zygote], *, limit: int = MAX_ZYGOTES):
+    def __init__(
+        self,
+        start: Callable[[Key, SandboxSpec], Zygote],
+        *,
+        limit: int = MAX_ZYGOTES,
+        idle_seconds: float = IDLE_SECONDS,
+        retry_seconds: float = RETRY_SECONDS,
+    ) -> None:
         self._start = start
         self._limit = limit
+        self._idle_seconds = idle_seconds
+        self._retry_seconds = retry_seconds
+        self._failed: dict[Key, float] = {}  # when a key's last start failed
         self._live: dict[Key, Zygote] = {}
-        self._starting: set[Key] = set()
+        self._used: dict[Key, float] = {}
+        self._starting: dict[Key, Future[Zygote | None]] = {}
         self._lock = threading.Lock()
-        self._closed = False
+        self._closed = threading.Event()
+        self._sweeper: threading.Thread | None = None
 
     def enabled_for(self, spec: SandboxSpec) -> bool:
         """Whether runs like ``spec`` go through a zygote (once one is up)."""
@@ -293,17 +317,45 @@ class Zygotes:
 
     def get(self, spec: SandboxSpec) -> Zygote | None:
         """The live zygote for ``spec``; ``None`` if there is none (one is started meanwhile)."""
+        return self._lookup(spec)[0]
+
+    async def acquire(self, spec: SandboxSpec, seconds: float) -> Zygote | None:
+        """The live zygote for ``spec``; else the one being started for it, once up, if that
+        takes at most ``seconds``; else ``None``.
+
+        Starting one costs what a cold run's start does, once: runs that arrive
+        meanwhile (a burst) wait for it rather than each pay it again.
+        """
+        zygote, coming = self._lookup(spec)
+        if zygote is not None or coming is None:
+            return zygote
+        await asyncio.wait({asyncio.wrap_future(coming)}, timeout=seconds)
+        zygote = coming.result() if coming.done() else None
+        if zygote is None:
+            return None
+        with self._lock:
+            if self._live.get(zygote.key) is zygote:
+                self._used[zygote.key] = time.monotonic()
+        return zygote if zygote.alive else None
+
+    def _lookup(self, spec: SandboxSpec) -> tuple[Zygote | None, Future[Zygote | None] | None]:
+        """The live zygote for ``spec``, or the start of one (begun now if none was)."""
         key = key_of(spec)
         if key is None or self._limit <= 0:
-            return None
+            return None, None
         with self._lock:
             zygote = self._live.get(key)
             if zygote is not None and zygote.alive:
                 self._live[key] = self._live.pop(key)  # most recently used last
-                return zygote
-            if self._closed or key in self._starting:
-                return None
-            self._starting.add(key)
+                self._used[key] = time.monotonic()
+                return zygote, None
+            if self._closed.is_set():
+                return None, None
+            if key in self._starting:
+                return None, self._starting[key]
+            if time.monotonic() - self._failed.get(key, -math.inf) < self._retry_seconds:
+                return None, None
+            coming = self._starting[key] = Future()
             dead = self._live.pop(key, None)
         if dead is not None:
             logger.warning("a zygote exited (%s); starting another", dead.process.returncode)
@@ -311,18 +363,19 @@ class Zygotes:
         threading.Thread(
             target=self._make, args=(key, spec), name="flowyard-zygote", daemon=True
         ).start()
-        return None
+        return None, coming
 
     def discard(self, zygote: Zygote) -> None:
         """Stop ``zygote`` (it failed a request); the next run of its key starts another."""
         with self._lock:
             if self._live.get(zygote.key) is zygote:
                 del self._live[zygote.key]
+                self._used.pop(zygote.key, None)
         zygote.stop()
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
+            self._closed.set()
             live, self._live = list(self._live.values()), {}
         for zygote in live:
             zygote.stop()
@@ -335,23 +388,55 @@ class Zygotes:
 
     def _make(self, key: Key, spec: SandboxSpec) -> None:
         evicted: list[Zygote] = []
+        zygote: Zygote | None = None
         try:
             zygote = self._start(key, spec)
-        except (OSError, SandboxError):
-            logger.warning("could not start a zygote; runs start cold", exc_info=True)
-            with self._lock:
-                self._starting.discard(key)
-            return
+        except Exception:  # whatever it was, runs of its key must not wait on it again
+            logger.warning(
+                "could not start a zygote; its runs start cold for %.0f s",
+                self._retry_seconds,
+                exc_info=True,
+            )
         with self._lock:
-            self._starting.discard(key)
-            if self._closed:
+            coming = self._starting.pop(key)
+            if zygote is None:
+                now = time.monotonic()
+                self._failed = {
+                    k: at for k, at in self._failed.items() if now - at < self._retry_seconds
+                }
+                self._failed[key] = now
+            elif self._closed.is_set():
                 evicted.append(zygote)
+                zygote = None
             else:
+                self._failed.pop(key, None)
                 self._live[key] = zygote
+                self._used[key] = time.monotonic()
                 while len(self._live) > self._limit:
-                    evicted.append(self._live.pop(next(iter(self._live))))
+                    oldest = next(iter(self._live))
+                    evicted.append(self._live.pop(oldest))
+                    self._used.pop(oldest, None)
+                if self._sweeper is None:
+                    self._sweeper = threading.Thread(
+                        target=self._sweep, name="flowyard-zygote-sweep", daemon=True
+                    )
+                    self._sweeper.start()
+        coming.set_result(zygote)
         for old in evicted:
             old.stop()
+
+    def _sweep(self) -> None:
+        """Stop the zygotes unused for ``idle_seconds`` until closed."""
+        while not self._closed.wait(min(self._idle_seconds / 4, 60.0)):
+            idle_before = time.monotonic() - self._idle_seconds
+            with self._lock:
+                idle = [k for k in self._live if self._used.get(k, 0.0) < idle_before]
+                stopped = [self._live.pop(k) for k in idle]
+                for key in idle:
+                    self._used.pop(key, None)
+            for zygote in stopped:
+                logger.info("stopping a zygote unused for %.0f s", self._idle_seconds)
+                zygote.stop()
 
 
 def _pending_bytes(fd: int) -> int:

@@ -114,15 +114,11 @@ def _probe(output: str) -> dict[str, Any]:
 
 
 async def _zygote_up(sandbox: LocalSandbox, sdk: Path, checkout: Path) -> None:
-    """Run once (cold) and wait until its zygote is up."""
+    """Run once: the first run of a key waits for its zygote to start, and is forked."""
     first = await (await sandbox.start(probe_spec(sdk, checkout))).wait()
     assert first.ending is Ending.EXITED, first.output_tail
-    assert not _probe(first.output_tail)["loaded"]  # a cold start loads nothing ahead
-    for _ in range(400):
-        if sandbox.zygotes_ready:
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError("no zygote started")
+    assert _probe(first.output_tail)["loaded"]
+    assert sandbox.zygotes_ready == 1
 
 
 @pytest.fixture
@@ -295,19 +291,37 @@ async def test_a_forked_run_outlives_its_server_and_zygote_and_is_adopted(
     assert result.exit_code == 4
 
 
-async def test_runs_start_cold_when_the_zygote_has_died(
+async def test_a_zygote_that_died_is_replaced_by_the_next_run(
     forking: LocalSandbox, sdk: Path, checkout: Path
 ) -> None:
     await _zygote_up(forking, sdk, checkout)
-    for pid in forking.zygote_pids:
-        os.kill(pid, signal.SIGKILL)
+    (dead,) = forking.zygote_pids
+    os.kill(dead, signal.SIGKILL)
     for _ in range(400):  # until the sandbox sees it gone
         if not forking.zygotes_ready:
             break
         await asyncio.sleep(0.025)
     result = await (await forking.start(probe_spec(sdk, checkout, RUN="after"))).wait()
     assert result.ending is Ending.EXITED, result.output_tail
-    assert _probe(result.output_tail)["run"] == "after"
+    seen = _probe(result.output_tail)
+    assert seen["run"] == "after"
+    assert seen["loaded"]
+    assert forking.zygote_pids not in ([], [dead])
+
+
+async def test_runs_start_cold_when_no_zygote_can_start(
+    forking: LocalSandbox, checkout: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "sdk-without-flowyard"  # the zygote cannot load the SDK
+    broken.mkdir(mode=0o755)
+    (broken / "zygote_probe.py").write_text(PROBE)
+    for run in ("first", "second"):
+        result = await (await forking.start(probe_spec(broken, checkout, RUN=run))).wait()
+        assert result.ending is Ending.EXITED, result.output_tail
+        seen = _probe(result.output_tail)
+        assert seen["run"] == run
+        assert not seen["loaded"]  # a cold start loads nothing ahead
+    assert forking.zygotes_ready == 0
 
 
 def test_a_child_refuses_namespaces_that_are_not_its_runs(tmp_path: Path) -> None:
