@@ -10,7 +10,9 @@ adds nothing to the figures.
 - uncached environment: a new environment holding ``pandas`` each time (a
   requirement set never seen before, so a fresh venv is built; the package
   index cache is warm, as on a server that has run for a while);
-- burst: 50 trivial runs created at once, until all are COMPLETED (runs/s).
+- burst: 50 trivial runs created at once, until all are COMPLETED (runs/s);
+  twice, then once more with a start-up variable no run had (``PYTHONHASHSEED``),
+  so that no zygote serves them yet and the burst waits for one to start.
 
 Targets (issue): cached create→first log p50 ≤ 150 ms; pandas environment
 ready ≤ 3 s; 50 runs ≥ 20 runs/s on two cores. The floor is a bare
@@ -111,13 +113,17 @@ def _host_cpu() -> float:
     return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
 
 
-def _burst(client: SyncClient, deployment_id: uuid.UUID, server_pid: int) -> dict[str, float]:
+def _burst(
+    client: SyncClient, deployment_id: uuid.UUID, server_pid: int, **body: Any
+) -> dict[str, float]:
     """BURST runs created at once, until all have ended; runs/s from the server's timestamps."""
     server_cpu, host_cpu = _process_cpu(server_pid), _host_cpu()
     start = time.monotonic()
     with ThreadPoolExecutor(8) as pool:
         ids = list(
-            pool.map(lambda i: _run(client, deployment_id, parameters={"n": i}), range(BURST))
+            pool.map(
+                lambda i: _run(client, deployment_id, parameters={"n": i}, **body), range(BURST)
+            )
         )
     runs = _wait_all(client, deployment_id, set(ids))
     wall = time.monotonic() - start
@@ -217,6 +223,9 @@ def main() -> dict[str, Any]:
                 if i:  # the first one also fills the package download cache
                     uncached.append(timing)
             bursts = [_burst(client, trivial, server.process.pid) for _ in range(BURSTS)]
+            # A start-up variable never seen: the burst's runs wait for a zygote of their own.
+            unseen = {"env": {"PYTHONHASHSEED": "7"}}
+            new_zygote = _burst(client, trivial, server.process.pid, job_variables=unseen)
 
     def med(rows: list[dict[str, float]], key: str) -> float:
         return statistics.median(r[key] for r in rows if key in r)
@@ -279,6 +288,12 @@ def main() -> dict[str, Any]:
             "target": "≥ 20 runs/s",
         },
         {
+            "metric": f"{BURST} runs at once whose zygote starts during the burst",
+            "value": new_zygote["runs_per_second"],
+            "unit": "runs/s",
+            "target": "≥ 20 runs/s",
+        },
+        {
             "metric": "burst: CPU per run, server process",
             "value": bursts[-1]["server_cpu"] * 1000,
             "unit": "ms",
@@ -295,7 +310,7 @@ def main() -> dict[str, Any]:
         },
         {
             "metric": f"{BURST} runs: not COMPLETED",
-            "value": sum(b["failed"] for b in bursts),
+            "value": sum(b["failed"] for b in [*bursts, new_zygote]),
             "unit": "runs",
         },
     ]
