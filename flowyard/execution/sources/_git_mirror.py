@@ -223,14 +223,20 @@ class Mirror:
         """Write the tree of ``commit`` into ``destination`` (absent or empty).
 
         The tree is written out of the mirror once per commit, into a directory
-        renamed into place when complete; each checkout copies it (no process).
+        renamed into place when complete; each checkout is made of hard links to
+        its files (no process, no data copied: a quarter of a copy's CPU). So a
+        checkout is read, or copied (as a sandbox copies it into a run's own
+        disk), never written in place. Where links cannot be made (another file
+        system), files are copied.
         """
         created = not destination.exists()
         if not created and any(destination.iterdir()):
             raise SourceError(f"checkout destination {destination} is not empty")
         try:
             tree = self._tree(commit)
-            shutil.copytree(tree, destination, symlinks=True, dirs_exist_ok=True)
+            shutil.copytree(
+                tree, destination, symlinks=True, dirs_exist_ok=True, copy_function=_link_or_copy
+            )
         except BaseException:
             if created:
                 shutil.rmtree(destination, ignore_errors=True)
@@ -287,6 +293,13 @@ def _evict_trees(trees: Path, *, keep: Path) -> None:
 # again is another), so a cached run's fetch spawns no ``git cat-file``.
 _KNOWN_COMMITS: set[tuple[str, int, str]] = set()
 _KNOWN_COMMITS_MAX = 10_000
+
+
+def _link_or_copy(source: str, destination: str) -> None:
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copy2(source, destination)
 
 
 def _remove(path: Path) -> None:

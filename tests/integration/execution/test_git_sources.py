@@ -236,6 +236,18 @@ async def test_concurrent_first_fetches_share_one_mirror(
     assert all((r.path / "flows" / "etl.py").exists() for r in results)
 
 
+async def test_checkouts_of_a_commit_link_its_written_out_tree_instead_of_copying_it(
+    tmp_path: Path, git_repo: GitRepo, http_server: HttpServer
+) -> None:
+    url = http_server.url("repo.git")
+    one = await GitSource(url, cache_dir=tmp_path / "cache").fetch(tmp_path / "run-1")
+    two = await GitSource(url, cache_dir=tmp_path / "cache").fetch(tmp_path / "run-2")
+    first, second = (one.path / "flows" / "etl.py").stat(), (two.path / "flows" / "etl.py").stat()
+    assert first.st_ino == second.st_ino
+    assert first.st_nlink == 3  # the tree's and the two checkouts'
+    assert (two.path / "flows" / "etl.py").read_text().startswith("def etl")
+
+
 async def test_a_checkout_refuses_a_destination_with_files_in_it(
     tmp_path: Path, git_repo: GitRepo, http_server: HttpServer
 ) -> None:

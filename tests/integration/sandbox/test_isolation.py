@@ -172,9 +172,12 @@ async def test_the_checkout_is_copied_into_a_writable_work_dir(
         "import os, runpy\n"
         "runpy.run_path('flows/etl.py')\n"
         "open('flows/out.txt', 'w').write('x')\n"
+        "open('flows/etl.py', 'a').write('# changed in place\\n')\n"
         "print(os.getcwd(), os.stat('flows/etl.py').st_uid)\n",
         workdir_source=checkout,
     )
     assert result.succeeded, result.output_tail
     assert "hello from the checkout\n/work 65534" in result.output_tail
     assert not (checkout / "flows" / "out.txt").exists()
+    # A copy, not links: a git checkout's files are links to the cached commit's tree.
+    assert (checkout / "flows" / "etl.py").read_text() == "print('hello from the checkout')\n"
