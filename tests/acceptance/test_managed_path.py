@@ -55,6 +55,15 @@ def etl(n: int = 3) -> int:
     return total
 """
 
+PUSHED = """
+from flowyard import flow
+
+
+@flow(name="pushed", log_prints=True)
+def pushed() -> None:
+    print("running version {version}")
+"""
+
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -164,6 +173,37 @@ def test_from_git_with_pip_packages_runs_to_completed_with_its_commit(
     assert run.compute_seconds > 0
     tasks = api.list_task_runs(run.id).items
     assert sorted(t.state_type.value for t in tasks) == ["COMPLETED", "COMPLETED"]
+
+
+def test_a_run_created_after_a_push_runs_the_pushed_commit(
+    root: Path, remote: GitRemote, git_base: str, pool: str, api: SyncClient
+) -> None:
+    first = remote.commit({"flows/pushed.py": PUSHED.format(version=1)}, "pushed v1")
+    deployed = python(
+        root,
+        f"""
+        from flowyard import flow
+
+        flow.from_source(
+            source="{git_base}/flows.git", entrypoint="flows/pushed.py:pushed"
+        ).deploy(name="tracking", work_pool_name="{pool}")
+        """,
+    )
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    seen = []
+    for version in (1, 2):
+        if version == 2:  # runs of the branch a moment ago were told v1: not this one
+            second = remote.commit({"flows/pushed.py": PUSHED.format(version=2)}, "pushed v2")
+        watched = watch(root, "pushed/tracking")
+        assert watched.returncode == 0, watched.stdout + watched.stderr
+        assert f"running version {version}" in watched.stdout + watched.stderr
+        runs = api.list_flow_runs(limit=200).items
+        seen.append(
+            max(
+                (r for r in runs if r.deployment_name == "pushed/tracking"), key=lambda r: r.created
+            )
+        )
+    assert [r.resolved_commit for r in seen] == [first, second]
 
 
 def test_a_failing_run_exits_one_and_says_why(

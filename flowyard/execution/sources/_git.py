@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,9 @@ from flowyard.execution.sources._base import FetchedSource
 from flowyard.execution.sources._git_command import GitCommand
 from flowyard.execution.sources._git_mirror import Mirror
 from flowyard.execution.sources._git_urls import GitRemote, parse_git_remote
+
+# A resolution's key: the mirror, the ref, a digest of the token it was asked with.
+Key = tuple[str, str | None, str]
 
 
 class GitSource:
@@ -89,33 +93,35 @@ class SharedResolutions:
     """Fetches that need the same ref at the same moment ask the remote once.
 
     A burst of runs of one deployment would otherwise send the remote one
-    ``ls-remote`` each. A fetch joins a resolution already under way only if
-    that one began after the moment the fetch names (its run's claim, which
-    follows the run's creation): what it is told is then at least as new as
-    asking itself. Credentials are part of the key, so nobody learns a commit
-    through someone else's token.
+    ``ls-remote`` each. A fetch takes an answer only from a resolution that
+    began after the moment the fetch names (its run's creation, or its claim):
+    what it is told is then at least as new as asking itself. It joins such a
+    resolution under way, or takes the last answer of one that has ended (one
+    per key is remembered; failures are not). Credentials are part of the key,
+    so nobody learns a commit through someone else's token.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, remembered: int = 1024) -> None:
         self._lock = threading.Lock()
-        self._running: dict[
-            tuple[str, str | None, str], tuple[float, Future[tuple[str, bool]]]
-        ] = {}
+        self._running: dict[Key, tuple[float, Future[tuple[str, bool]]]] = {}
+        self._answered: dict[Key, tuple[float, str]] = {}  # when it began, the commit
+        self._remembered = remembered
 
     def resolve(
-        self,
-        key: tuple[str, str | None, str],
-        after: float,
-        resolve: Callable[[], tuple[str, bool]],
+        self, key: Key, after: float, resolve: Callable[[], tuple[str, bool]]
     ) -> tuple[str, bool]:
         with self._lock:
+            answered = self._answered.get(key)
+            if answered is not None and answered[0] >= after:
+                return answered[1], True  # in the mirror since
             running = self._running.get(key)
             if running is not None and running[0] >= after:
                 shared = running[1]
             else:
                 shared = None
+                began = time.monotonic()
                 mine: Future[tuple[str, bool]] = Future()
-                self._running[key] = (time.monotonic(), mine)
+                self._running[key] = (began, mine)
         if shared is not None:
             commit, _ = shared.result()
             return commit, True  # in the mirror by now
@@ -126,11 +132,20 @@ class SharedResolutions:
             raise
         else:
             mine.set_result(result)
+            self._remember(key, began, result[0])
             return result
         finally:
             with self._lock:
                 if self._running.get(key, (0.0, None))[1] is mine:
                     del self._running[key]
+
+    def _remember(self, key: Key, began: float, commit: str) -> None:
+        with self._lock:
+            if self._answered.get(key, (-math.inf, ""))[0] < began:
+                self._answered.pop(key, None)
+                self._answered[key] = (began, commit)  # the newest last
+            while len(self._answered) > self._remembered:
+                del self._answered[next(iter(self._answered))]
 
 
 _RESOLVING = SharedResolutions()

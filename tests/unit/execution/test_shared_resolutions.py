@@ -78,6 +78,32 @@ def test_a_fetch_claimed_after_a_resolution_began_asks_the_remote_itself() -> No
     assert remote.asked == 2
 
 
+def test_a_fetch_created_before_an_ended_resolution_began_takes_its_answer() -> None:
+    shared, remote = SharedResolutions(), SlowRemote()
+    remote.release.set()
+    created = time.monotonic()
+    assert shared.resolve(KEY, created, remote) == ("a" * 40, False)
+    # Another run of the burst, created before that resolution began, claimed after it ended.
+    assert shared.resolve(KEY, created, remote) == ("a" * 40, True)
+    assert remote.asked == 1
+    # A run created after it began (perhaps after a push) asks again, and is told the news.
+    remote.answer = "b" * 40
+    assert shared.resolve(KEY, time.monotonic(), remote) == ("b" * 40, False)
+    assert shared.resolve(KEY, created, remote) == ("b" * 40, True)  # the newest answer
+    assert remote.asked == 2
+
+
+def test_only_the_last_answers_of_so_many_keys_are_remembered() -> None:
+    shared, remote = SharedResolutions(remembered=2), SlowRemote()
+    remote.release.set()
+    created = time.monotonic()
+    for ref in ("a", "b", "c"):
+        shared.resolve((KEY[0], ref, KEY[2]), created, remote)
+    shared.resolve((KEY[0], "c", KEY[2]), created, remote)
+    shared.resolve((KEY[0], "a", KEY[2]), created, remote)  # forgotten: asked again
+    assert remote.asked == 4
+
+
 def test_other_credentials_or_refs_do_not_share() -> None:
     shared, remote = SharedResolutions(), SlowRemote()
     remote.release.set()
