@@ -37,10 +37,10 @@ from flowyard.execution.sandbox._runtime import EnvironmentView, RuntimeView
 from flowyard.execution.sandbox._spec import NetworkMode, SandboxSpec
 
 HOSTNAME = "flowyard"
-# Runs as the sandbox user with an empty environment: stdin carries the run's
-# script (variables, then ``set --`` with its command), read without reopening
-# the pipe (whose owner is root); then stdin is /dev/null.
-ENV_LOADER = 'unset PWD; set -a; eval "$(/bin/cat)"; set +a; exec </dev/null; exec "$@"'
+# The loader, ``sh -s`` as the sandbox user with an empty environment, reads the
+# run's script from stdin as it is (the pipe, whose owner is root, cannot be
+# reopened): the prelude, the variables, ``set --`` with the command, then this.
+LOADER_TAIL = 'set +a; exec </dev/null; exec "$@"'
 PRELUDE_FAILED_EXIT = 125
 # What a zygote needs to enter a run's namespaces (SYS_ADMIN, SYS_CHROOT) and to make
 # the run's process the sandbox user (SETUID, SETGID, SETPCAP for the bounding set).
@@ -116,25 +116,28 @@ def zygote_options(spec: SandboxSpec, mounts: Mounts, env: Mapping[str, str]) ->
 
 
 def command_tail(*, setpriv: Path, uid: int, gid: int) -> list[str]:
-    """What bubblewrap runs: drop to the sandbox user, then the loader (see :data:`ENV_LOADER`)."""
+    """What bubblewrap runs: drop to the sandbox user, then the loader (see :func:`run_script`)."""
     drop = [str(setpriv), f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
     drop += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
-    return ["--", *drop, "--", "/bin/sh", "-c", ENV_LOADER, "flowyard-run"]
+    return ["--", *drop, "--", "/bin/sh", "-s"]
 
 
 def run_script(env: Mapping[str, str], argv: list[str], *, prelude: str | None = None) -> bytes:
-    """The loader's input: an optional prelude, the run's variables, its command.
+    """The loader's script: an optional prelude, the run's variables, its command.
 
     A failing ``prelude`` (run first, before any variable is set) ends the run
-    with :data:`PRELUDE_FAILED_EXIT` and a ``flowyard:`` line on stderr.
+    with :data:`PRELUDE_FAILED_EXIT` and a ``flowyard:`` line on stderr. The
+    shell reads it from its stdin, so no process is spent reading it.
     """
-    lines = []
+    lines = ["unset PWD"]
     if prelude:
         lines.append(
             f"{prelude} || {{ echo 'flowyard: sandbox prelude failed' >&2; exit {PRELUDE_FAILED_EXIT}; }}"
         )
+    lines.append("set -a")
     lines += [f"{name}={shlex.quote(value)}" for name, value in env.items()]
     lines.append("set -- " + " ".join(shlex.quote(arg) for arg in argv))
+    lines.append(LOADER_TAIL)
     return ("\n".join(lines) + "\n").encode()
 
 

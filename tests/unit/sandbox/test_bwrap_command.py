@@ -136,11 +136,13 @@ def test_the_run_script_quotes_values_and_ends_with_the_command() -> None:
         {"A": "it's $HOME", "B": "two\nlines"}, ["python", "-c", "print('x')"]
     ).decode()
     assert "A='it'\"'\"'s $HOME'" in script
-    assert script.endswith("set -- python -c 'print('\"'\"'x'\"'\"')'\n")
+    assert script.endswith(
+        "set -- python -c 'print('\"'\"'x'\"'\"')'\n" + 'set +a; exec </dev/null; exec "$@"\n'
+    )
 
 
 def test_a_prelude_runs_first_and_fails_the_run_loudly() -> None:
     script = run_script({"A": "1"}, ["x"], prelude="start-bridge").decode()
-    first = script.splitlines()[0]
+    first = script.splitlines()[1]  # after ``unset PWD``, before any variable is set
     assert first.startswith("start-bridge || ")
     assert "exit 125" in first
