@@ -34,7 +34,8 @@ Why this and not the alternatives:
 The filesystem has no journal (a run's disk is thrown away after the run,
 so crash consistency buys nothing), no reserved blocks (the run's user would
 otherwise hit ENOSPC 5% early), one inode per 32 KiB, and inode tables
-assumed zeroed (a new sparse file reads as zeros).
+assumed zeroed (a new sparse file reads as zeros); it is mounted without the
+kernel's background work (zeroing inode tables, reading block bitmaps ahead).
 """
 
 from __future__ import annotations

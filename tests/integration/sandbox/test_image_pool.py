@@ -72,3 +72,22 @@ def test_one_run_at_a_time_keeps_only_keep(pool: ImagePool) -> None:
         pool.release(fs)
         _ready(pool, 1)
     assert len(pool._ready[SIZE]) == 1
+
+
+def test_a_run_filesystem_is_mounted_without_background_work_for_the_kernel(
+    pool: ImagePool,
+) -> None:
+    fs = pool.take(SIZE)
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            (line,) = (x for x in fh if f" {fs.mount_point} " in x)
+        options = set(line.split(" - ", 1)[1].split()[2].split(","))
+        assert {"nosuid", "nodev"} <= set(line.split()[5].split(","))
+        # No inode-table zeroing (the image reads as zeros); no bitmap prefetch where the
+        # kernel knows the option (5.9 and later).
+        assert "noinit_itable" in options, options
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+        if (major, minor) >= (5, 9):
+            assert "no_prefetch_block_bitmaps" in options, options
+    finally:
+        pool.release(fs)
