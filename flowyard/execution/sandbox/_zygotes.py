@@ -307,6 +307,7 @@ class Zygotes:
         self._live: dict[Key, Zygote] = {}
         self._used: dict[Key, float] = {}
         self._starting: dict[Key, Future[Zygote | None]] = {}
+        self._overdue: set[Key] = set()  # starting longer than a run waits: none waits more
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._sweeper: threading.Thread | None = None
@@ -324,13 +325,21 @@ class Zygotes:
         takes at most ``seconds``; else ``None``.
 
         Starting one costs what a cold run's start does, once: runs that arrive
-        meanwhile (a burst) wait for it rather than each pay it again.
+        meanwhile (a burst) wait for it rather than each pay it again. Once a
+        run has waited ``seconds`` in vain, the key's runs start cold without
+        waiting until that start ends.
         """
         zygote, coming = self._lookup(spec)
         if zygote is not None or coming is None:
             return zygote
         await asyncio.wait({asyncio.wrap_future(coming)}, timeout=seconds)
-        zygote = coming.result() if coming.done() else None
+        if not coming.done():
+            key = key_of(spec)
+            with self._lock:
+                if key is not None and self._starting.get(key) is coming:
+                    self._overdue.add(key)
+            return None
+        zygote = coming.result()
         if zygote is None:
             return None
         with self._lock:
@@ -352,7 +361,7 @@ class Zygotes:
             if self._closed.is_set():
                 return None, None
             if key in self._starting:
-                return None, self._starting[key]
+                return None, None if key in self._overdue else self._starting[key]
             if time.monotonic() - self._failed.get(key, -math.inf) < self._retry_seconds:
                 return None, None
             coming = self._starting[key] = Future()
@@ -399,6 +408,7 @@ class Zygotes:
             )
         with self._lock:
             coming = self._starting.pop(key)
+            self._overdue.discard(key)
             if zygote is None:
                 now = time.monotonic()
                 self._failed = {

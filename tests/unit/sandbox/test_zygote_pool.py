@@ -124,14 +124,18 @@ async def test_after_its_retry_time_a_key_whose_zygote_failed_is_tried_again() -
         zygotes.close()
 
 
-async def test_a_run_waits_only_its_bound_and_the_zygote_serves_later_runs() -> None:
+async def test_once_a_run_waited_its_bound_in_vain_later_runs_start_cold_at_once() -> None:
     starts = Starts()
-    starts.release.clear()
+    starts.release.clear()  # a start that hangs
     zygotes = Zygotes(starts)
     try:
         assert await first(zygotes, spec(), seconds=0.01) is None
+        # A later run would wait up to 600 s: it does not wait at all.
+        assert await asyncio.wait_for(first(zygotes, spec(), seconds=600), 30) is None
         starts.release.set()
+        await until(lambda: bool(zygotes.pids))
         assert await first(zygotes, spec()) is starts.made[0]
+        assert len(starts.calls) == 1
     finally:
         zygotes.close()
 
