@@ -9,9 +9,9 @@ A zygote is started the first time a run of its key starts; that run, and
 others of its key that arrive meanwhile, wait for it (at most
 :data:`WAIT_SECONDS`). It is kept while it lives and is used (at most
 :data:`MAX_ZYGOTES`, none idle over :data:`IDLE_SECONDS`); a zygote that
-died is replaced by the next run's request failing and starting a new one. The request waits only for
-the zygote's acknowledgement (a fork, ~1 ms); the rest happens in the
-zygote's child while the server goes on. If no acknowledgement comes, the
+died is replaced by the next run's request failing and starting a new one.
+The request waits only for the zygote's acknowledgement (a fork, ~1 ms); the
+rest happens in the zygote's child while the server goes on. If no acknowledgement comes, the
 request raises: the caller tears that sandbox down and starts the run cold
 in a new one, so a late child finds no cgroup to join and gives up.
 """
