@@ -112,11 +112,11 @@ class RunPipeline:
     async def execute(self, job: RunJob) -> None:
         """Run ``job`` to its end. Never raises: every failure ends up on the run."""
         started = time.monotonic()
-        scratch = Path(tempfile.mkdtemp(prefix=f"run-{job.run_id.hex[:8]}-", dir=self._runs_dir()))
+        held = contextlib.ExitStack()  # the run's code: a scratch dir, or a leased cached tree
         env_ctx = None
         try:
             await self._log(job, f"preparing compute for {job.full_name}")
-            prepared = await self._prepare(job, scratch, started)
+            prepared = await self._prepare(job, held, started)
             env_ctx = prepared.env_context
             await self._run(job, prepared, started)
         except UserInputError as exc:
@@ -133,7 +133,7 @@ class RunPipeline:
         finally:
             if env_ctx is not None:
                 await env_ctx.__aexit__(None, None, None)
-            shutil.rmtree(scratch, ignore_errors=True)
+            held.close()
 
     async def resume(self, job: RunJob, handle: sb.SandboxHandle) -> None:
         """Supervise to its end a run a previous server process started. Never raises."""
@@ -165,20 +165,22 @@ class RunPipeline:
                 job, StateType.CRASHED, f"execution pipeline error: {exc}", time.monotonic()
             )
 
-    def _runs_dir(self) -> Path:
-        path = self.config.cache_dir / "runs"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    def _scratch(self, job: RunJob, held: contextlib.ExitStack) -> Path:
+        """A new directory for ``job``'s code, removed when ``held`` closes."""
+        runs = self.config.cache_dir / "runs"
+        runs.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"run-{job.run_id.hex[:8]}-", dir=runs))
+        held.callback(shutil.rmtree, scratch, ignore_errors=True)
+        return scratch / "code"
 
     async def _log(self, job: RunJob, message: str, level: int = logging.INFO) -> None:
         await self.recorder.log(job.run_id, message, level=level)
 
     # -- preparing ---------------------------------------------------------------------
 
-    async def _prepare(self, job: RunJob, scratch: Path, started: float) -> Prepared:
+    async def _prepare(self, job: RunJob, held: contextlib.ExitStack, started: float) -> Prepared:
         plan = self._pull_plan(job)
-        code = scratch / "code"
-        fetched = await self._fetch(job, plan, code, started)
+        code, fetched = await self._fetch(job, plan, held, started)
         commit = fetched.revision if fetched else None
         if fetched is not None:
             await self._log(job, fetched.summary())
@@ -226,8 +228,11 @@ class RunPipeline:
             raise UserInputError(str(exc)) from None
 
     async def _fetch(
-        self, job: RunJob, plan: steps.PullPlan, dest: Path, started: float
-    ) -> sources.FetchedSource | None:
+        self, job: RunJob, plan: steps.PullPlan, held: contextlib.ExitStack, started: float
+    ) -> tuple[Path, sources.FetchedSource | None]:
+        """The run's code and what was fetched. A git commit is read where its cache
+        holds it, leased until ``held`` closes; other sources are copied into a scratch
+        dir ``held`` removes."""
         spec: Mapping[str, Any] = job.source
         clone = plan.clone
         cache = self.config.cache_dir / "sources"
@@ -271,11 +276,18 @@ class RunPipeline:
             elif spec.get("kind") == "local":
                 if not self.config.allow_local_sources:
                     raise UserInputError("local sources are disabled on this server")
+                dest = self._scratch(job, held)
                 shutil.copytree(Path(str(spec["path"])), dest, symlinks=True)
-                return None
+                return dest, None
             else:
                 raise UserInputError("the deployment has no source to run from")
-            return await source.fetch(dest)
+            if isinstance(source, sources.GitSource):
+                fetched = await source.lease()
+                if fetched.release is not None:
+                    held.callback(fetched.release)
+                return fetched.path, fetched
+            dest = self._scratch(job, held)
+            return dest, await source.fetch(dest)
         except sources.SourceError as exc:
             raise UserInputError(f"source: {exc}") from None
 

@@ -62,6 +62,8 @@ from flowyard import flow
 @flow(name="pushed", log_prints=True)
 def pushed() -> None:
     print("running version {version}")
+    with open(__file__, "a") as own:  # a run changes its own copy only
+        own.write("# changed by a run\\n")
 """
 
 
@@ -204,6 +206,8 @@ def test_a_run_created_after_a_push_runs_the_pushed_commit(
             )
         )
     assert [r.resolved_commit for r in seen] == [first, second]
+    cached = {p.read_text() for p in (root / "home").glob("**/*.trees/*/flows/pushed.py")}
+    assert cached == {PUSHED.format(version=1), PUSHED.format(version=2)}  # as committed
 
 
 def test_a_failing_run_exits_one_and_says_why(

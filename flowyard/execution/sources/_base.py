@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
@@ -21,6 +22,9 @@ class FetchedSource:
     duration_seconds: float
     cached: bool
     kind: Literal["git", "storage"] = "git"
+    # Set when ``path`` is a cache's own copy, shared and read-only (see
+    # ``GitSource.lease``): call it once done reading; until then it is not evicted.
+    release: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     @property
     def short_revision(self) -> str:

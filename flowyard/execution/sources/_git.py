@@ -68,7 +68,13 @@ class GitSource:
         """Resolve the ref to a commit and check it out into ``destination``."""
         return await asyncio.to_thread(self._fetch_blocking, destination)
 
-    def _fetch_blocking(self, destination: Path) -> FetchedSource:
+    async def lease(self) -> FetchedSource:
+        """Resolve the ref to a commit and hold its cached files where they are: no
+        checkout. ``path`` is shared by every run of the commit, to be read or copied,
+        never written; call ``release`` once done with it."""
+        return await asyncio.to_thread(self._fetch_blocking, None)
+
+    def _fetch_blocking(self, destination: Path | None) -> FetchedSource:
         started = time.perf_counter()
         mirror = Mirror(self.cache_dir, self._git)
         if self.shared_after is None:
@@ -79,13 +85,19 @@ class GitSource:
             commit, cached = _RESOLVING.resolve(
                 key, self.shared_after, lambda: mirror.resolve(self.ref)
             )
-        mirror.checkout(commit, destination)
+        release = None
+        if destination is None:
+            lease = mirror.lease(commit)
+            destination, release = lease.path, lease.close
+        else:
+            mirror.checkout(commit, destination)
         return FetchedSource(
             path=destination,
             revision=commit,
             duration_seconds=time.perf_counter() - started,
             cached=cached,
             kind="git",
+            release=release,
         )
 
 

@@ -11,12 +11,15 @@ Fetches are shallow (``--depth=1``) where the transport allows it; the dumb
 HTTP transport does not, and then the fetch is repeated in full. A pinned
 commit already in the mirror needs no network at all. A commit's files are
 written out once, next to the mirror (``<digest>.trees/<commit>``, the last
-:data:`TREES_KEPT` used), and each run's checkout is a copy of them.
+:data:`TREES_KEPT` used). A run reads that tree where it is, under a lease
+(:meth:`Mirror.lease`) that keeps it from eviction; a checkout elsewhere is
+made of hard links to it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -40,6 +43,8 @@ _ALL_REFS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 # Checked-out trees kept per repository, and how long one must go unused to be deleted.
 TREES_KEPT = 8
 TREE_IDLE_SECONDS = 600.0
+_EVICTED = ".evicted-"
+_LEASE_TRIES = 3
 
 
 class Mirror:
@@ -245,6 +250,27 @@ class Mirror:
                     _remove(child)
             raise
 
+    def lease(self, commit: str) -> TreeLease:
+        """The written-out tree of ``commit``, held against eviction until the lease is closed.
+
+        The tree is shared by every run of the commit: read it, or copy it (as a
+        sandbox copies it into a run's own disk), never write to it.
+        """
+        for _ in range(_LEASE_TRIES):
+            tree = self._tree(commit)
+            try:
+                fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except FileNotFoundError:  # evicted since: written out again
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                if os.path.samestat(os.fstat(fd), os.stat(tree)):
+                    return TreeLease(tree, fd)
+            except OSError:
+                pass
+            os.close(fd)  # evicted while it was being locked
+        raise SourceError(f"the files of commit {commit[:12]} were evicted as they were read")
+
     def _tree(self, commit: str) -> Path:
         """``<mirror>.trees/<commit>``: the commit's files, written once and then only read."""
         trees = self._root / f"{self.path.stem}.trees"
@@ -274,19 +300,64 @@ class Mirror:
         return tree
 
 
+class TreeLease:
+    """A commit's written-out tree, read by a run: a shared lock on it, which eviction
+    (taking it exclusively) respects. Closing it (or the process ending) releases it."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> TreeLease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _evict_trees(trees: Path, *, keep: Path) -> None:
-    """Beyond :data:`TREES_KEPT`, delete the trees unused for :data:`TREE_IDLE_SECONDS`."""
+    """Beyond :data:`TREES_KEPT`, delete the trees unused for :data:`TREE_IDLE_SECONDS` that
+    no run holds (see :class:`TreeLease`)."""
     found = []
     with os.scandir(trees) as entries:
         for entry in entries:
-            if not entry.name.startswith(".") and entry.path != str(keep):
+            if entry.name.startswith(_EVICTED):  # a server died deleting it
+                shutil.rmtree(entry.path, ignore_errors=True)
+            elif not entry.name.startswith(".") and entry.path != str(keep):
                 with contextlib.suppress(OSError):
                     found.append((entry.stat(follow_symlinks=False).st_mtime, entry.path))
     found.sort(reverse=True)
     idle_before = time.time() - TREE_IDLE_SECONDS
     for mtime, path in found[TREES_KEPT - 1 :]:
-        if mtime < idle_before:  # one being copied now was touched just before
-            shutil.rmtree(path, ignore_errors=True)
+        if mtime < idle_before:  # one being leased now was touched just before
+            _evict(Path(path))
+
+
+def _evict(tree: Path) -> None:
+    """Delete ``tree`` unless a run holds it: renamed away under an exclusive lock first,
+    so a lease taken meanwhile finds it gone and writes the tree out again."""
+    try:
+        fd = os.open(tree, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held by a run
+            return
+        doomed = tree.with_name(f"{_EVICTED}{uuid.uuid4().hex}")
+        try:
+            tree.rename(doomed)
+        except OSError:
+            return
+    finally:
+        os.close(fd)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 # Commits seen in a mirror (by path and inode: a mirror deleted by hand and made

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import time
 from pathlib import Path
@@ -283,3 +284,46 @@ def test_written_out_trees_beyond_the_last_eight_go_once_unused_for_a_while(
     assert f"{11:040x}" in left
     assert len(left) == 1 + TREES_KEPT  # the scratch dir, then the newest trees
     assert f"{0:040x}" not in left
+
+
+def test_a_tree_a_run_holds_is_not_evicted_until_released(tmp_path: Path) -> None:
+    from flowyard.execution.sources._git_mirror import TREE_IDLE_SECONDS, TreeLease, _evict_trees
+
+    trees = tmp_path / "x.trees"
+    old = time.time() - TREE_IDLE_SECONDS - 60
+    for i in range(12):
+        (trees / f"{i:040x}").mkdir(parents=True)
+        os.utime(trees / f"{i:040x}", (old + i, old + i))
+    held = trees / f"{0:040x}"  # the oldest: first to go
+    fd = os.open(held, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    (trees / ".evicted-left-by-a-dead-server").mkdir()
+
+    with TreeLease(held, fd):
+        _evict_trees(trees, keep=trees / f"{11:040x}")
+        assert held.is_dir()
+        assert not (trees / f"{1:040x}").exists()
+    _evict_trees(trees, keep=trees / f"{11:040x}")
+    assert not held.exists()
+    assert not any(name.startswith(".evicted-") for name in os.listdir(trees))
+
+
+async def test_a_lease_reads_the_commit_where_the_cache_holds_it(
+    tmp_path: Path, git_repo: GitRepo, http_server: HttpServer
+) -> None:
+    head = git("rev-parse", "HEAD", cwd=git_repo.work)
+    source = GitSource(http_server.url("repo.git"), cache_dir=tmp_path / "cache", ref="main")
+
+    leased = await source.lease()
+    try:
+        assert leased.revision == head
+        assert leased.path == tmp_path / "cache" / "git" / leased.path.parent.name / head
+        assert (leased.path / "flows" / "etl.py").read_text().startswith("def etl")
+        again = await source.lease()  # every run of the commit reads the same files
+        assert again.path == leased.path
+        assert again.release is not None
+        again.release()
+    finally:
+        assert leased.release is not None
+        leased.release()
+    assert leased.path.is_dir()  # kept for the next run; only eviction deletes it
