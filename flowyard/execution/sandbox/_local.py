@@ -505,7 +505,7 @@ class LocalSandbox(ForkedStarts):
                 held = HeldFifos.make(fs.tmp, self._uid, self._gid, fallback=not hold)
                 undo.callback(held.close)
             env = inside_env(spec.env, mounts.python)
-            process = self._exec(spec, mounts, env, slot, fs, held=forked)
+            process = self._exec(spec, mounts, env, slot, fs, run_dir, held=forked)
             undo.callback(cgroup.kill_all)
             resources = RunResources(process, cgroup, fs, run_dir, held=held if hold else None)
             if zygote is not None and held is not None:
@@ -528,6 +528,7 @@ class LocalSandbox(ForkedStarts):
         env: dict[str, str],
         slot: Slot,
         fs: MountedImage,
+        run_dir: Path,
         *,
         held: bool = False,
     ) -> subprocess.Popen[bytes]:
@@ -539,7 +540,9 @@ class LocalSandbox(ForkedStarts):
             argv = ["/bin/sh", "-c", HOLDER, "flowyard-hold", *fifos, *argv]
         egress = spec.network is NetworkMode.EGRESS
         prelude = bridge_command(mounts.runtime.python) if egress else None
-        files = LaunchFiles(fs.launch_args, fs.status, fs.output)
+        files = LaunchFiles(
+            run_dir / "bwrap.args", run_dir / "status.json", fs.mount_point / "output.log"
+        )
         options = _bwrap.bwrap_options(spec, mounts, status_fd=STATUS_FD)
         files.args.write_bytes(b"".join(os.fsencode(arg) + b"\0" for arg in options))
         slot.launch(files, _bwrap.run_script(env, argv, prelude=prelude))

@@ -159,10 +159,9 @@ class LocalHandle(SupervisedHandle):
             with contextlib.suppress(OSError):
                 fs.used_bytes()
             tail = self._tail()
-            documents = read_status(fs.status) or read_status(self._res.run_dir / "status.json")
             exit_code, sig, setup_error = _interpret(
-                status, documents, tail, adopted=self.adopted
-            )  # the run dir's: a run started by a server from before the file moved
+                status, read_status(self._res.run_dir / "status.json"), tail, adopted=self.adopted
+            )
             oom = usage.oom_kills > 0 if usage.oom_kills is not None else (
                 usage.memory_limit_hits > 0 and sig == signal.SIGKILL
             )  # fmt: skip

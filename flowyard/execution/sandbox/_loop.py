@@ -68,16 +68,6 @@ class MountedImage:
         """The run's stdout and stderr (not visible inside the sandbox)."""
         return self.mount_point / "output.log"
 
-    @property
-    def launch_args(self) -> Path:
-        """bubblewrap's options, read once at the run's start (not visible inside)."""
-        return self.mount_point / "bwrap.args"
-
-    @property
-    def status(self) -> Path:
-        """bubblewrap's status documents (``--json-status-fd``; not visible inside)."""
-        return self.mount_point / "status.json"
-
     def used_bytes(self) -> int:
         """Bytes the run has stored; updates the peak and the full flag. 0 once unmounted."""
         if not self.mounted:  # the mount point is then a plain directory of the host's disk

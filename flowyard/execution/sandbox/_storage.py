@@ -63,7 +63,7 @@ MKFS_OPTIONS = (
 # ``assume_storage_prezeroed`` needs e2fsprogs >= 1.47; older ones defer the zeroing.
 MKFS_EXTENDED = ("nodiscard,assume_storage_prezeroed=1", "nodiscard,lazy_itable_init=1")
 _MKFS_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-_EMPTY_LAYOUT = {"lost+found", "work", "tmp", "output.log", "bwrap.args", "status.json"}
+_EMPTY_LAYOUT = {"lost+found", "work", "tmp", "output.log"}
 IDLE_SECONDS = 120.0
 # Trimming walks the whole filesystem's free space (~6 ms of kernel time for a 128 GiB
 # image): done only once the image holds this much host disk the filesystem does not use.
@@ -191,11 +191,7 @@ class ImagePool:
         os.chown(fs.work, self._uid, self._gid)
         fs.tmp.mkdir()
         fs.tmp.chmod(0o1777)
-        # The files of the run's launch too: made here, off the run's path, and on this
-        # filesystem, whose few deleted inodes make creating one cheap (the host's may
-        # have thousands, which ext4 without a journal steps over on every create).
-        for path in (fs.output, fs.launch_args, fs.status):
-            path.touch(mode=0o600)
+        fs.output.touch(mode=0o600)
         st = os.statvfs(fs.mount_point)
         fs.baseline_bytes = (st.f_blocks - st.f_bfree) * st.f_frsize
 
