@@ -54,6 +54,9 @@ class FakeRecorder:
     async def flush(self) -> None:
         return None
 
+    def knows(self, run_id: uuid.UUID, workspace_id: uuid.UUID) -> None:
+        return None
+
     async def secret(self, workspace_id: uuid.UUID, name: str) -> str:
         return self.secrets[name]
 

@@ -40,7 +40,6 @@ from flowyard.server.context import ServerContext
 from flowyard.server.db import models as m
 from flowyard.server.ops import claims, flow_runs, liveness, usage
 from flowyard.server.ops.auth import Principal
-from flowyard.server.services._recorder import DbRecorder
 from flowyard.server.services.lost_runs import HEARTBEAT_SECONDS
 
 if TYPE_CHECKING:
@@ -273,7 +272,7 @@ class Dispatcher:
         try:
             job = job or await _job_for(self.ctx, run_id, claimed_at)
             if job is not None:
-                self._introduce(job)
+                self.pipeline.recorder.knows(job.run_id, job.workspace_id)
             if job is not None and adopted is not None:
                 await self.pipeline.resume(job, adopted)
             elif job is not None:
@@ -286,12 +285,6 @@ class Dispatcher:
         finally:
             self.capacity.active.discard(run_id)
             self._wake.set()  # capacity freed: look for more work
-
-    def _introduce(self, job: RunJob) -> None:
-        """Tell the platform's recorder the run's workspace, so that it need not read it."""
-        recorder = getattr(self.pipeline, "recorder", None)
-        if isinstance(recorder, DbRecorder):
-            recorder.knows(job.run_id, job.workspace_id)
 
     async def recover(self) -> None:
         """Take back the runs a previous server process of this host left active.
@@ -366,6 +359,7 @@ def build_pipeline(
     from flowyard.execution import sandbox as sb
     from flowyard.execution.environments import EnvironmentBuilder, IndexSettings, RuntimeRegistry
     from flowyard.execution.pipeline import ExecutionConfig
+    from flowyard.server.services._recorder import DbRecorder
 
     settings = ctx.settings
     cache = settings.home / "cache"

@@ -24,6 +24,7 @@ from flowyard.server.keys import ServerKeys
 from flowyard.server.ops.auth import Principal
 from flowyard.server.services.dispatcher import Dispatcher, _job_for
 from flowyard.settings import Settings
+from flowyard.testing import FakeRecorder
 from tests.integration.services.conftest import managed_runs
 
 
@@ -33,6 +34,7 @@ class HeldPipeline:
     def __init__(self) -> None:
         self.executing: dict[uuid.UUID, asyncio.Event] = {}
         self.jobs: dict[uuid.UUID, RunJob] = {}
+        self.recorder = FakeRecorder()
 
     async def execute(self, job: RunJob) -> None:
         self.jobs[job.run_id] = job
