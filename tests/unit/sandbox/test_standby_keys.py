@@ -6,20 +6,11 @@ from pathlib import Path
 
 from flowyard.execution.sandbox import Limits, NetworkMode, SandboxSpec
 from flowyard.execution.sandbox._standby import key_of, standby_spec, startup_env
-
-BASE = {
-    "run_id": "r1",
-    "argv": ["{python}", "-m", "flowyard.execution.runner"],
-    "runtime_dir": Path("/opt/python"),
-    "environment_dir": Path("/cache/envs/abc"),
-    "env": {"FLOWYARD_RUN_ID": "1", "FLOWYARD_API_KEY": "secret", "PYTHONUNBUFFERED": "1"},
-    "workdir_source": Path("/scratch/code"),
-    "standby": True,
-}
+from tests.unit.sandbox.runner_specs import RUNNER_ENV, runner_spec
 
 
 def spec(**changes: object) -> SandboxSpec:
-    return SandboxSpec(**{**BASE, **changes})  # type: ignore[arg-type]
+    return runner_spec(**changes)
 
 
 def test_runs_differing_only_in_what_the_standby_is_given_later_share_a_key() -> None:
@@ -40,8 +31,8 @@ def test_runs_differing_only_in_what_the_standby_is_given_later_share_a_key() ->
 
 def test_start_up_variables_environment_storage_network_or_opting_out_change_the_key() -> None:
     key = key_of(spec())
-    assert key_of(spec(env={**BASE["env"], "PYTHONPATH": "/x"})) != key  # type: ignore[dict-item]
-    assert key_of(spec(env={**BASE["env"], "LD_PRELOAD": "/x.so"})) != key  # type: ignore[dict-item]
+    assert key_of(spec(env={**RUNNER_ENV, "PYTHONPATH": "/x"})) != key
+    assert key_of(spec(env={**RUNNER_ENV, "LD_PRELOAD": "/x.so"})) != key
     assert key_of(spec(environment_dir=Path("/cache/envs/def"))) != key
     assert key_of(spec(limits=Limits(storage_bytes=1024**3))) != key
     assert key_of(spec(network=NetworkMode.HOST)) is None

@@ -8,21 +8,11 @@ import pytest
 
 from flowyard.execution.sandbox import SandboxSpec
 from flowyard.execution.sandbox._zygotes import key_of
-
-BASE = {
-    "run_id": "r1",
-    "argv": ["{python}", "-m", "flowyard.execution.runner"],
-    "runtime_dir": Path("/opt/python"),
-    "environment_dir": Path("/cache/envs/abc"),
-    "sdk_dir": Path("/cache/sdk/1"),
-    "env": {"FLOWYARD_RUN_ID": "1", "FLOWYARD_API_KEY": "secret", "PYTHONUNBUFFERED": "1"},
-    "workdir_source": Path("/scratch/code"),
-    "standby": True,
-}
+from tests.unit.sandbox.runner_specs import runner_spec
 
 
 def spec(**changes: object) -> SandboxSpec:
-    return SandboxSpec(**{**BASE, **changes})  # type: ignore[arg-type]
+    return runner_spec(**{"sdk_dir": Path("/cache/sdk/1"), **changes})
 
 
 def test_runs_differing_in_their_own_variables_and_checkout_share_a_zygote() -> None:
