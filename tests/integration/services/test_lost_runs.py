@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from flowyard.schemas import task_runs as tr
 from flowyard.schemas.flow_runs import AdHocFlowRunCreate, ExecutionReport
 from flowyard.schemas.states import StateCreate, StateType
@@ -32,6 +34,22 @@ async def _running(
         if heartbeat is not None:
             await usage.open_record(session, run, heartbeat - timedelta(seconds=30))
         return run.id
+
+
+async def _task_runs(
+    session: AsyncSession,
+    principal: Principal,
+    runs: list[tuple[uuid.UUID, str, StateType]],
+) -> None:
+    """A task run per ``(flow run, name, state)``."""
+    stamp = datetime.now(UTC)
+    batch = [
+        tr.TaskRunUpsert(
+            id=uuid.uuid4(), flow_run_id=run_id, name=name, state_type=state, timestamp=stamp
+        )
+        for run_id, name, state in runs
+    ]
+    await task_runs.upsert_task_runs(session, principal, tr.TaskRunBatch(task_runs=batch))
 
 
 async def _read(db: Database, principal: Principal, run_id: uuid.UUID) -> m.FlowRun:
@@ -85,26 +103,14 @@ async def test_a_run_that_ends_takes_its_active_subflows_and_task_runs_along(
             AdHocFlowRunCreate(flow_name="child", state=StateCreate(type=StateType.RUNNING)),
         )
         child.root_flow_run_id = root.id
-        stamp = datetime.now(UTC)
-        await task_runs.upsert_task_runs(
+        await _task_runs(
             session,
             principal,
-            tr.TaskRunBatch(
-                task_runs=[
-                    tr.TaskRunUpsert(
-                        id=uuid.uuid4(),
-                        flow_run_id=run_id,
-                        name=name,
-                        state_type=state,
-                        timestamp=stamp,
-                    )
-                    for run_id, name, state in (
-                        (root.id, "still-running", StateType.RUNNING),
-                        (root.id, "done", StateType.COMPLETED),
-                        (child.id, "child-task", StateType.PENDING),
-                    )
-                ]
-            ),
+            [
+                (root.id, "still-running", StateType.RUNNING),
+                (root.id, "done", StateType.COMPLETED),
+                (child.id, "child-task", StateType.PENDING),
+            ],
         )
         child_id = child.id
     async with db.session() as session:
@@ -132,21 +138,7 @@ async def test_a_run_that_ends_with_no_subflows_takes_its_own_active_task_runs_a
 ) -> None:
     run_id = await _running(db, principal, datetime.now(UTC))
     async with db.session() as session:
-        await task_runs.upsert_task_runs(
-            session,
-            principal,
-            tr.TaskRunBatch(
-                task_runs=[
-                    tr.TaskRunUpsert(
-                        id=uuid.uuid4(),
-                        flow_run_id=run_id,
-                        name="still-running",
-                        state_type=StateType.RUNNING,
-                        timestamp=datetime.now(UTC),
-                    )
-                ]
-            ),
-        )
+        await _task_runs(session, principal, [(run_id, "still-running", StateType.RUNNING)])
         await flow_runs.set_state(
             session, principal, run_id, StateCreate(type=StateType.FAILED, message="boom")
         )
