@@ -19,7 +19,7 @@ from flowyard.client._wire import WireClient
 from flowyard.client.sdk_integration import ServerReporter
 from flowyard.sdk import _reporting as rep
 from flowyard.sdk._states import StateType
-from tests.unit.client.fakes import JsonHandler
+from tests.unit.client.fakes import JsonHandler, serving
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 TASK = uuid.uuid4()
@@ -118,12 +118,8 @@ class _OlderApi(JsonHandler):
 
 @pytest.fixture
 def older_api() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _OlderApi)
-    server.received = []  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(_OlderApi) as server:
+        yield server
 
 
 def _task_events(flow_run_id: uuid.UUID) -> list[rep.Event]:
@@ -185,12 +181,8 @@ class _Api(JsonHandler):
 
 @pytest.fixture
 def api() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
-    server.received = []  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(_Api) as server:
+        yield server
 
 
 def _last_state(received: list[tuple[str, dict[str, Any]]]) -> str:
@@ -260,38 +252,34 @@ class _SlowApi(_Api):
 
 
 def test_events_emitted_while_a_batch_is_stored_go_out_next_in_order() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowApi)
-    server.received = []  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    host, port = server.server_address[:2]
-    client = WireClient(f"http://{host!s}:{port}/api", "fy_x", attempts=0)
-    reporter = ServerReporter(client, interval=0.01)
-    run = uuid.uuid4()
-    started = rep.FlowRunStarted(
-        run, "calm-owl", "etl", None, {}, None, None, frozenset(), None, at(0)
-    )
-    try:
-        reporter.emit(started)
-        reporter.emit(_flow_state(run, StateType.RUNNING, 0))
-        messages = []
-        for wave in range(6):  # emitted while earlier batches are being stored
-            for i in range(50):
-                *task_events, _done = _task_events(run)
-                for event in task_events:
-                    reporter.emit(event)
-                message = f"line {wave}.{i}"
-                messages.append(message)
-                reporter.emit(rep.LogEmitted(run, None, 20, "etl", message, at(wave)))
-            time.sleep(0.02)
-        reporter.emit(_flow_state(run, StateType.COMPLETED, 8))
-        reporter.emit(rep.LogEmitted(run, None, 20, "flowyard", "Finished", at(9)))
-        reporter.flush(timeout=30)
-        assert not reporter._queue
-    finally:
-        reporter.close()
-        client.close()
-        server.shutdown()
-        server.server_close()
+    with serving(_SlowApi) as server:
+        host, port = server.server_address[:2]
+        client = WireClient(f"http://{host!s}:{port}/api", "fy_x", attempts=0)
+        reporter = ServerReporter(client, interval=0.01)
+        run = uuid.uuid4()
+        started = rep.FlowRunStarted(
+            run, "calm-owl", "etl", None, {}, None, None, frozenset(), None, at(0)
+        )
+        try:
+            reporter.emit(started)
+            reporter.emit(_flow_state(run, StateType.RUNNING, 0))
+            messages = []
+            for wave in range(6):  # emitted while earlier batches are being stored
+                for i in range(50):
+                    *task_events, _done = _task_events(run)
+                    for event in task_events:
+                        reporter.emit(event)
+                    message = f"line {wave}.{i}"
+                    messages.append(message)
+                    reporter.emit(rep.LogEmitted(run, None, 20, "etl", message, at(wave)))
+                time.sleep(0.02)
+            reporter.emit(_flow_state(run, StateType.COMPLETED, 8))
+            reporter.emit(rep.LogEmitted(run, None, 20, "flowyard", "Finished", at(9)))
+            reporter.flush(timeout=30)
+            assert not reporter._queue
+        finally:
+            reporter.close()
+            client.close()
     received: list[tuple[str, dict[str, Any]]] = server.received  # type: ignore[attr-defined]
     batches = [body for path, body in received if path.endswith("/batch")]
     assert len(batches) > 2

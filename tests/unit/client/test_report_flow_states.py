@@ -3,10 +3,9 @@ for a server that predates it or refuses the batch."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -15,7 +14,7 @@ from flowyard.client._wire import WireClient
 from flowyard.client.sdk_integration import ServerReporter
 from flowyard.sdk import _reporting as rep
 from flowyard.sdk._states import StateType
-from tests.unit.client.fakes import JsonHandler
+from tests.unit.client.fakes import JsonHandler, serving
 from tests.unit.client.test_report_batches import _flow_state, _OlderApi, at
 
 
@@ -38,28 +37,22 @@ class _RefusesBadLines(JsonHandler):
         self.answer(status, answer)
 
 
-def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.received = []  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.fixture
 def no_states_in_batches() -> Iterator[ThreadingHTTPServer]:
-    yield from _serving(_NoStatesInBatches)
+    with serving(_NoStatesInBatches) as server:
+        yield server
 
 
 @pytest.fixture
 def older_api() -> Iterator[ThreadingHTTPServer]:
-    yield from _serving(_OlderApi)
+    with serving(_OlderApi) as server:
+        yield server
 
 
 @pytest.fixture
 def refuses_bad_lines() -> Iterator[ThreadingHTTPServer]:
-    yield from _serving(_RefusesBadLines)
+    with serving(_RefusesBadLines) as server:
+        yield server
 
 
 def _line(run: uuid.UUID, message: str, seconds: float) -> rep.LogEmitted:
