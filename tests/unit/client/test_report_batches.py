@@ -316,7 +316,11 @@ def test_work_given_to_a_request_runs_once_before_its_answer_is_read(
     finally:
         client.close()
     received: list[tuple[str, dict[str, Any]]] = api.received  # type: ignore[attr-defined]
-    assert [body["type"] for _, body in received] == ["RUNNING", "RUNNING", "COMPLETED"]
+    types = [body["type"] for _, body in received]
+    # Each request reached the server once. The second and third went on different
+    # connections, so the server's threads may record them in either order.
+    assert types[0] == "RUNNING"
+    assert sorted(types[1:]) == ["COMPLETED", "RUNNING"]
 
 
 def test_events_emitted_from_many_threads_are_all_sent_each_threads_in_order(
