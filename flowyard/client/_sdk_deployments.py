@@ -40,7 +40,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flowyard.sdk.server")
 
 
-def _source(spec: DeploymentSpec, client: SyncClient) -> dep.GitSourceSpec | dep.StorageSourceSpec:
+def _source(
+    spec: DeploymentSpec, client: SyncClient
+) -> dep.GitSourceSpec | dep.StorageSourceSpec | dep.LocalSourceSpec:
     from flowyard.schemas import deployments as dep
 
     source = spec.source
@@ -59,10 +61,9 @@ def _source(spec: DeploymentSpec, client: SyncClient) -> dep.GitSourceSpec | dep
             credentials_secret=_storage_secret(spec, client),
             options=jsonable(source.options),
         )
-    raise SDKError(
-        f"deployment {spec.full_name!r}: a local directory ({source.url}) cannot be fetched by "
-        "the server; push it to git or object storage and use Flow.from_source(<that URL>, ...)"
-    )
+    # A directory on this machine: the server runs it in place if its operator allows local
+    # sources (a server on this same machine, in development), and refuses it otherwise.
+    return dep.LocalSourceSpec(path=source.url)
 
 
 def _reveal(value: object) -> str:

@@ -275,7 +275,10 @@ class RunPipeline:
                 )
             elif spec.get("kind") == "local":
                 if not self.config.allow_local_sources:
-                    raise UserInputError("local sources are disabled on this server")
+                    raise UserInputError(
+                        "a local directory is refused: this server no longer allows local "
+                        "sources (FLOWYARD_ALLOW_LOCAL_SOURCES)"
+                    )
                 dest = self._scratch(job, held)
                 shutil.copytree(Path(str(spec["path"])), dest, symlinks=True)
                 return dest, None

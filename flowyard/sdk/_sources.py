@@ -100,6 +100,13 @@ def is_git_url(url: str) -> bool:
     return (parts.scheme != "http" and parts.scheme != "https") or bool(parts.path.strip("/"))
 
 
+def _is_git_repository(path: Path) -> bool:
+    """A working tree with its ``.git``, or a bare repository."""
+    return (path / ".git").exists() or (
+        (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
+    )
+
+
 @dataclass(frozen=True)
 class SourceSpec:
     """A checked description of a deployment's source, as sent to the server."""
@@ -204,7 +211,11 @@ def source_spec(source: str | Path | GitRepository | RemoteStorage) -> SourceSpe
             raise ValueError(f"storage URL {text!r} names no bucket or container")
         return SourceSpec(kind="storage", url=text)
     if scheme == "file":
-        return SourceSpec(kind="local", url=str(Path(urlsplit(text).path).resolve()))
+        local = Path(urlsplit(text).path).resolve()
+        # A file:// URL naming a git repository is that repository, fetched with git.
+        if _is_git_repository(local):
+            return SourceSpec(kind="git", url=text)
+        return SourceSpec(kind="local", url=str(local))
     if is_git_url(text) or text.endswith(".git"):
         return SourceSpec(kind="git", url=text)
     if scheme and len(scheme) > 1:

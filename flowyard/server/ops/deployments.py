@@ -34,18 +34,23 @@ def _partial(schema: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in schema.items() if k != "required"}
 
 
+_LOCAL_REFUSED = (
+    "is refused: this server does not run code from its own disk "
+    "(its operator can allow it with FLOWYARD_ALLOW_LOCAL_SOURCES=true); "
+    "push the code to a git host or object storage and deploy from that URL"
+)
+
+
 def _check_source(data: s.DeploymentCreate, allow_local: bool) -> None:
     source = data.source
     if isinstance(source, s.LocalSourceSpec) and not allow_local:
-        raise InvalidInput(
-            "source", "local sources are disabled on this server (FLOWYARD_ALLOW_LOCAL_SOURCES)"
-        )
+        raise InvalidInput("source", f"a local directory {_LOCAL_REFUSED}")
     if isinstance(source, s.GitSourceSpec):
         url = source.url.strip()
         if "::" in url.split("/")[0] or url.startswith(("ext::", "fd::")):
             raise InvalidInput("source.url", "git transport helpers (ext::, fd::) are refused")
         if url.startswith("file://") and not allow_local:
-            raise InvalidInput("source.url", "file:// sources are disabled on this server")
+            raise InvalidInput("source.url", f"a file:// repository {_LOCAL_REFUSED}")
 
 
 async def upsert_deployment(

@@ -302,3 +302,29 @@ def test_serve_runs_the_served_flows_runs_in_this_process(api: SyncClient) -> No
     assert "served run with n=3" in logs
     claimed = api.read_flow_run_states(runs[0])
     assert [s.type.value for s in claimed] == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]
+
+
+def test_code_on_this_machine_is_refused_by_a_server_that_does_not_allow_local_sources(
+    api: SyncClient, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    (project / "flows").mkdir(parents=True)
+    (project / "flows" / "etl.py").write_text(
+        "from flowyard import flow\n\n@flow\ndef etl_flow(n: int = 1):\n    return n\n"
+    )
+    pool = f"pool-{uuid.uuid4().hex[:6]}"
+    api.create_work_pool(wp.WorkPoolCreate(name=pool, type=wp.WorkPoolType.MANAGED))
+    local = flow.from_source(str(project), "flows/etl.py:etl_flow")
+    with pytest.raises(ValidationError, match="FLOWYARD_ALLOW_LOCAL_SOURCES") as refused:
+        local.deploy(name="here", work_pool_name=pool, print_next_steps=False)
+    assert "push the code to a git host" in str(refused.value)
+
+    # A file:// URL naming a git repository is deployed as that repository, and refused too.
+    (tmp_path / "git").mkdir()
+    remote = GitRemote(tmp_path / "git", "flows")
+    remote.commit({"flows/etl.py": (project / "flows" / "etl.py").read_text()})
+    from_file = flow.from_source(f"file://{remote.bare}", "flows/etl.py:etl_flow")
+    assert from_file.source.kind == "git"
+    with pytest.raises(ValidationError, match="a file:// repository is refused"):
+        from_file.deploy(name="here", work_pool_name=pool, print_next_steps=False)
+    assert api.list_deployments(work_pool=pool) == []

@@ -124,6 +124,20 @@ def test_from_source_accepts_git_repositories_and_storage_urls(
         Flow.from_source("https://github.com/acme/flows", "../etl.py:main")
 
 
+def test_a_file_url_naming_a_git_repository_is_that_repository(
+    backend: RecordingDeploymentBackend, tmp_path: Path
+) -> None:
+    (tmp_path / "work" / ".git").mkdir(parents=True)
+    for part in ("objects", "refs"):
+        (tmp_path / "bare.git" / part).mkdir(parents=True)
+    (tmp_path / "bare.git" / "HEAD").write_text("ref: refs/heads/main\n")
+    for repository in ("work", "bare.git"):
+        sourced = Flow.from_source(f"file://{tmp_path / repository}", "etl.py:main")
+        assert isinstance(sourced, SourcedFlow)
+        assert sourced.source.kind == "git"
+        assert sourced.source.url == f"file://{tmp_path / repository}"
+
+
 def test_remote_storage_keeps_credentials_apart_from_fsspec_options(
     backend: RecordingDeploymentBackend,
 ) -> None:
