@@ -18,6 +18,7 @@ from typing import Any
 import typer
 
 from flowyard.cli._common import client, local_time, state_style
+from flowyard.sdk._logging import FLOW_RUN_LOGGER
 
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 WAITING_NAMES = {"AwaitingConcurrency", "AwaitingQuota", "AwaitingResume", "AwaitingCapacity"}
@@ -40,9 +41,22 @@ def _say_state(name: str, state_type: str, message: str) -> None:
     typer.secho(line, fg=state_style(state_type), bold=True)
 
 
-def watch_run(run_id: uuid.UUID, *, timeout: float | None, level: int | None = None) -> int:
+def line_source(log: Any, run_name: str) -> str:
+    """Who wrote a line, as the SDK's console says it: "Task run 'double-0'", "Flow run
+    'calm-owl'", or the logger's name ("execution" for the platform's stage lines)."""
+    if getattr(log, "task_run_name", None):
+        return f"Task run {log.task_run_name!r}"
+    if log.name == FLOW_RUN_LOGGER and log.task_run_id is None:
+        return f"Flow run {run_name!r}"
+    return log.name.rsplit(".", 1)[-1] if log.name.startswith("flowyard.") else str(log.name)
+
+
+def watch_run(
+    run_id: uuid.UUID, *, timeout: float | None, level: int | None = None, run_name: str = ""
+) -> int:
     """Stream a run until it ends; returns the exit code (0 COMPLETED, 1 otherwise)."""
     api = client()
+    run_name = run_name or api.read_flow_run(run_id).name
     events: queue.Queue[Any] = queue.Queue()
     failure: list[BaseException] = []
 
@@ -82,10 +96,9 @@ def watch_run(run_id: uuid.UUID, *, timeout: float | None, level: int | None = N
             spinner.stop()
             log = getattr(event, "log", None)
             if log is not None:
-                name = log.name.rsplit(".", 1)[-1] if log.name.startswith("flowyard.") else log.name
                 typer.echo(
-                    f"{local_time(log.timestamp)[11:]} | {_level(log.level):7} | {name} - "
-                    f"{log.message}"
+                    f"{local_time(log.timestamp)[11:]} | {_level(log.level):7} | "
+                    f"{line_source(log, run_name)} - {log.message}"
                 )
             else:
                 last_state = event.type.value

@@ -220,7 +220,7 @@ def run(
     if not watch:
         typer.echo(f"Watch it with: flowyard flow-run logs {run_.id} --follow")
         return
-    code = watch_run(run_.id, timeout=timeout)
+    code = watch_run(run_.id, timeout=timeout, run_name=run_.name)
     if code:
         raise typer.Exit(code)
 

@@ -104,9 +104,7 @@ def ls(
             ("name", lambda r: r.name),
             (
                 "deployment",
-                lambda r: (
-                    f"{r.flow_name}/{r.deployment_name}" if r.deployment_name else r.flow_name
-                ),
+                lambda r: r.deployment_name or r.flow_name,
             ),
             (
                 "state",
@@ -177,12 +175,12 @@ def logs(
     output: str = output_option(),
 ) -> None:
     """Print a run's logs (and, with --follow, stream them live)."""
-    from flowyard.cli._watch import watch_run
+    from flowyard.cli._watch import line_source, watch_run
 
     run = _read(run_id)
     minimum = _level(level)
     if follow:
-        code = watch_run(run.id, timeout=None, level=minimum)
+        code = watch_run(run.id, timeout=None, level=minimum, run_name=run.name)
         raise typer.Exit(code)
     lines = list(client().iter_logs(run.id, level=minimum))
     if check_output(output) == "json":
@@ -191,7 +189,7 @@ def logs(
     for line in lines:
         typer.echo(
             f"{local_time(line.timestamp)} | {logging.getLevelName(line.level):7} | "
-            f"{line.name} - {line.message}"
+            f"{line_source(line, run.name)} - {line.message}"
         )
 
 

@@ -68,6 +68,8 @@ class Log(Out):
     id: int
     flow_run_id: uuid.UUID
     task_run_id: uuid.UUID | None
+    # The name of the task run that wrote the line, if it was recorded.
+    task_run_name: str | None = None
     level: int
     name: str
     message: str

@@ -23,7 +23,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -89,8 +89,9 @@ async def read_logs(
     rows, more = await logs.read_logs(
         session, caller, run_id, after=after, limit=limit, level=level, search=search
     )
+    names = await logs.task_run_names(session, run_id, rows)
     return s.LogPage(
-        items=[s.Log.model_validate(r) for r in rows],
+        items=[_line(row, names) for row in rows],
         next_cursor=rows[-1].id if rows else after,
         has_more=more,
     )
@@ -125,6 +126,13 @@ async def follow_logs(
     )
 
 
+def _line(row: m.Log, task_run_names: Mapping[uuid.UUID, str]) -> s.Log:
+    line = s.Log.model_validate(row)
+    if row.task_run_id is not None:
+        line.task_run_name = task_run_names.get(row.task_run_id)
+    return line
+
+
 def _event(name: str, data: str, ident: int | None = None) -> bytes:
     head = f"id: {ident}\n" if ident is not None else ""
     return f"{head}event: {name}\ndata: {data}\n\n".encode()
@@ -148,7 +156,7 @@ async def _poll(
     cursor: int | None,
     level: int | None,
     sent: logs.RunState | None,
-) -> tuple[logs.RunState | None, list[logs.RunState], list[m.Log], bool]:
+) -> tuple[logs.RunState | None, list[logs.RunState], list[s.Log], bool]:
     """The run's state, the states it went through since ``sent``, then its lines past
     the cursor, in one short transaction."""
     async with db.read_session() as session:
@@ -165,7 +173,8 @@ async def _poll(
         rows, more = await logs.logs_after(
             session, run_id, after=cursor, limit=FOLLOW_BATCH, level=level
         )
-        return state, changes, rows, more
+        names = await logs.task_run_names(session, run_id, rows)
+        return state, changes, [_line(row, names) for row in rows], more
 
 
 async def _stream(
@@ -196,7 +205,7 @@ async def _stream(
                 while changes and changes[0].timestamp <= row.timestamp:
                     sent = changes.pop(0)
                     out.append(_event("state", _state_data(sent)))
-                out.append(_event("log", s.Log.model_validate(row).model_dump_json(), row.id))
+                out.append(_event("log", row.model_dump_json(), row.id))
                 cursor = row.id
             if not more:
                 for sent in changes:

@@ -211,6 +211,24 @@ async def logs_after(
     return rows[:limit], len(rows) > limit
 
 
+# Built once, like the other name lookups (``flow_run_queries``).
+_TASK_RUN_NAMES = select(m.TaskRun.id, m.TaskRun.name).where(
+    m.TaskRun.flow_run_id == bindparam("run"),
+    m.TaskRun.id.in_(bindparam("ids", expanding=True)),
+)
+
+
+async def task_run_names(
+    session: AsyncSession, flow_run_id: uuid.UUID, rows: Sequence[m.Log]
+) -> dict[uuid.UUID, str]:
+    """The names of the task runs that wrote ``rows``, in one query (none if no task did)."""
+    ids = {row.task_run_id for row in rows if row.task_run_id is not None}
+    if not ids:
+        return {}
+    found = await session.execute(_TASK_RUN_NAMES, {"run": flow_run_id, "ids": list(ids)})
+    return {task_run_id: name for task_run_id, name in found.all()}
+
+
 async def read_logs(
     session: AsyncSession,
     principal: Principal,

@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -69,11 +69,13 @@ class LogPage:
     has_more: bool
     live: bool
     filters: LogFilters
+    task_run_names: Mapping[uuid.UUID, str]
 
     def template_context(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "lines": self.lines,
+            "task_run_names": self.task_run_names,
             "cursor": self.cursor,
             "has_more": self.has_more,
             "live": self.live,
@@ -96,7 +98,8 @@ async def read_page(
         search=filters.search or None,
     )
     cursor = rows[-1].id if rows else after
-    return LogPage(run_id, rows, cursor, more, active and not more, filters)
+    names = await logs.task_run_names(scope.session, run_id, rows)
+    return LogPage(run_id, rows, cursor, more, active and not more, filters, names)
 
 
 async def first_page(
@@ -171,11 +174,13 @@ async def _stream(
                     state = await logs.run_state(session, run_id)
                     rows: list[m.Log] = []
                     more = False
+                    names: Mapping[uuid.UUID, str] = {}
                     if state is not None:
                         rows, more = await logs.logs_after(
                             session, run_id, after=cursor, limit=STREAM_BATCH,
                             level=filters.level, search=filters.search or None,
                         )  # fmt: skip
+                        names = await logs.task_run_names(session, run_id, rows)
             except SQLAlchemyError:
                 logger.exception("log stream of flow run %s stopped by a database error", run_id)
                 yield sse_event("end", "The log stream stopped: the database is unavailable.")
@@ -193,7 +198,11 @@ async def _stream(
                 sent = state
             if rows:
                 cursor = rows[-1].id
-                out.append(sse_event("log", _render("log_lines.html", lines=rows), cursor))
+                out.append(
+                    sse_event(
+                        "log", _render("log_lines.html", lines=rows, task_run_names=names), cursor
+                    )
+                )
             if out:
                 yield b"".join(out)
                 last_output = time.monotonic()

@@ -20,7 +20,7 @@ from flowyard.server.context import ServerContext
 from flowyard.server.ops import logs as logs_ops
 from flowyard.settings import Settings
 from tests.integration.api.conftest import ClientFactory, make_workspace_key
-from tests.integration.api.test_task_runs import new_run, run_token
+from tests.integration.api.test_task_runs import batch, entry, new_run, run_token
 
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -380,6 +380,32 @@ async def test_following_streams_old_and_new_lines_and_state_changes_then_ends(
     states = [json.loads(e.data)["type"] for e in rest if e.name == "state"]
     assert states == ["COMPLETED"]
     assert json.loads(rest[-1].data)["state"]["type"] == "COMPLETED"
+
+
+async def test_a_task_runs_lines_carry_its_name_when_read_and_followed(
+    client: httpx.AsyncClient, admin_key: str, live_api: str
+) -> None:
+    run = await new_run(client)
+    task = str(uuid.uuid4())
+    assert (await batch(client, entry(run, task, "RUNNING", name="double-0"))).status_code == 200
+    unrecorded = str(uuid.uuid4())  # a line may arrive before its task run is recorded
+    await post_lines(
+        client,
+        line(run, "from the flow"),
+        line(run, "from the task", task_run_id=task),
+        line(run, "from a task not yet recorded", task_run_id=unrecorded),
+    )
+    items = (await client.get(f"/flow-runs/{run}/logs")).json()["items"]
+    assert [item["task_run_name"] for item in items] == [None, "double-0", None]
+    await client.post(f"/flow-runs/{run}/state", json={"type": "COMPLETED"})
+    async with following(live_api, run, admin_key) as reader:
+        events = await reader.until("end")
+    followed = [json.loads(e.data) for e in events if e.name == "log"]
+    assert [(f["message"], f["task_run_name"]) for f in followed] == [
+        ("from the flow", None),
+        ("from the task", "double-0"),
+        ("from a task not yet recorded", None),
+    ]
 
 
 async def test_following_resumes_after_the_last_event_id(

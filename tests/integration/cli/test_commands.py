@@ -15,6 +15,7 @@ from flowyard.client import SyncClient
 from flowyard.schemas import deployments as dep
 from flowyard.schemas import flow_runs as fr
 from flowyard.schemas import logs as lg
+from flowyard.schemas import task_runs as tr
 from flowyard.schemas.states import StateCreate, StateType
 from tests.acceptance.git_server import git
 from tests.integration.cli.conftest import Cli
@@ -155,7 +156,7 @@ def test_following_a_run_streams_logs_and_states_and_exits_by_the_final_state(
     finally:
         driver.join()
     assert result.exit_code == code, result.output
-    assert "loading 3 rows" in result.stdout
+    assert f"| Flow run {run['name']!r} - loading 3 rows" in result.stdout
     assert "State: RUNNING" in result.stdout
     assert f"finished in state {final.value}" in result.stdout
 
@@ -178,22 +179,47 @@ def test_flow_runs_list_inspect_logs_cancel_retry_delete(
     listed = cli.json("flow-run", "ls", "--deployment", deployment.full_name)
     assert [r["id"] for r in listed] == [run_id]
     assert cli.json("flow-run", "inspect", run_id)["state_type"] == "SCHEDULED"
+    assert f"\t{deployment.full_name}\t" in cli("flow-run", "ls").stdout
+    task_run = uuid.uuid4()
+    now = datetime.now(UTC)
+    api.upsert_task_runs(
+        [
+            tr.TaskRunUpsert(
+                id=task_run,
+                flow_run_id=uuid.UUID(run_id),
+                name="double-0",
+                state_type=StateType.COMPLETED,
+                timestamp=now,
+            )
+        ]
+    )
     api.write_logs(
         [
             lg.LogCreate(
                 flow_run_id=uuid.UUID(run_id),
+                task_run_id=writer,
                 level=level,
-                name="flow",
+                name=name,
                 message=text,
-                timestamp=datetime.now(UTC),
+                timestamp=now,
             )
-            for level, text in ((10, "debug detail"), (40, "something broke"))
+            for level, writer, name, text in (
+                (10, None, "flowyard.flow_runs", "debug detail"),
+                (40, None, "flowyard.flow_runs", "something broke"),
+                (40, task_run, "flowyard.task_runs", "Finished in state Failed()"),
+                (40, None, "flowyard.execution", "sandbox gone"),
+            )
         ]
     )
     logs = cli("flow-run", "logs", run_id, "--level", "error")
-    assert "something broke" in logs.stdout
+    # Each line says who wrote it, as the SDK's console does.
+    assert f"| Flow run {run['name']!r} - something broke" in logs.stdout
+    assert "| Task run 'double-0' - Finished in state Failed()" in logs.stdout
+    assert "| execution - sandbox gone" in logs.stdout
     assert "debug detail" not in logs.stdout
-    assert len(cli.json("flow-run", "logs", run_id)) == 2
+    lines = cli.json("flow-run", "logs", run_id)
+    assert len(lines) == 4
+    assert [line["task_run_name"] for line in lines] == [None, None, "double-0", None]
     assert cli("flow-run", "cancel", run_id).exit_code == 0
     assert cli.json("flow-run", "inspect", run_id)["state_type"] == "CANCELLED"
     assert cli("flow-run", "retry", run_id).exit_code == 0

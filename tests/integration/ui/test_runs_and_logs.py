@@ -208,6 +208,44 @@ async def test_the_stream_resumes_after_a_cursor_keeps_the_filter_and_ends_with_
     assert "line 00299" in reconnect.text
 
 
+async def test_a_task_runs_lines_show_its_name_on_the_page_and_in_the_stream(
+    browser: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    await make_pool(client)
+    dep = await make_deployment(client)
+    run = (await start_run(client, dep["id"]))["id"]
+    task = str(uuid.uuid4())
+    now = datetime.now(UTC).isoformat()
+    recorded = await client.post(
+        "/task-runs/batch",
+        json={
+            "task_runs": [
+                {
+                    "id": task,
+                    "flow_run_id": run,
+                    "name": "double-<0>",
+                    "state_type": "COMPLETED",
+                    "timestamp": now,
+                }
+            ]
+        },
+    )
+    assert recorded.status_code == 200, recorded.text
+    lines = [
+        {"flow_run_id": run, "level": 20, "message": "from the flow", "timestamp": now},
+        {"flow_run_id": run, "task_run_id": task, "level": 20, "message": "Finished", "timestamp": now},
+    ]  # fmt: skip
+    written = await client.post("/logs", json={"logs": lines})
+    assert written.status_code == 201, written.text
+    await set_state(client, run, "COMPLETED", force=True)
+    shown = '<span class="log-source" title="Task run">double-&lt;0&gt;</span>Finished'
+    page = (await browser.get(f"/runs/{run}")).text
+    assert shown in page
+    assert 'log-msg">from the flow<' in page
+    stream = (await browser.get(f"/runs/{run}/logs/stream")).text
+    assert shown in stream
+
+
 async def test_a_deployment_chosen_past_the_filters_first_options_stays_chosen(
     browser: httpx.AsyncClient, ctx: ServerContext
 ) -> None:
