@@ -25,11 +25,12 @@ import time
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowyard.sdk._context import flow_run_context, task_run_context
 from flowyard.sdk._errors import MissingContextError
 from flowyard.sdk._reporting import LogEmitted
+from flowyard.sdk._tracebacks import format_exception
 
 if TYPE_CHECKING:
     from flowyard.sdk._context import FlowRunContext, TaskRunContext
@@ -73,6 +74,9 @@ class _ConsoleFormatter(logging.Formatter):
         if record.exc_info:
             text = f"{text}\n{self.formatException(record.exc_info)}"
         return text
+
+    def formatException(self, ei: Any) -> str:
+        return format_exception(ei)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -142,7 +146,7 @@ class _ReporterHandler(logging.Handler):
             return
         message = record.getMessage()
         if record.exc_info:
-            message = f"{message}\n{logging.Formatter().formatException(record.exc_info)}"
+            message = f"{message}\n{format_exception(record.exc_info)}"
         attrs = record.__dict__
         try:
             reporter.emit(

@@ -28,7 +28,9 @@ def _path(error: Any, root: str) -> str:
 def _explain(error: Any) -> str:
     v = error.validator
     if v == "additionalProperties":
-        return "is not a known field"
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        known = sorted(schema.get("properties") or {})
+        return "is not a known field" + (f"; expected one of {', '.join(known)}" if known else "")
     if v == "required":
         return "is required"
     if v == "maximum":

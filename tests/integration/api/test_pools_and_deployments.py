@@ -66,7 +66,7 @@ async def test_only_the_operator_changes_a_pools_resource_policy(
 @pytest.mark.parametrize(
     ("job_variables", "field", "words"),
     [
-        ({"gpu": 1}, "job_variables.gpu", "is not a known field"),
+        ({"gpu": 1}, "job_variables.gpu", "is not a known field; expected one of cpu, env, "),
         ({"cpu": 8}, "job_variables.cpu", "at most 4"),
         ({"memory_gib": 64}, "job_variables.memory_gib", "at most 16"),
         ({"max_run_seconds": 90000}, "job_variables.max_run_seconds", "at most 86400"),
