@@ -226,9 +226,8 @@ class ApiDeployments(ServerBacked):
                 schedules=_schedules(spec),
             )
         )
-        for warning in saved.warnings:
-            logger.warning("Deployment %s: %s", saved.full_name, warning)
-            print(f"Warning: {warning}")
+        for warning in saved.warnings:  # once, where the deployer looks (not also logged)
+            print(f"Warning: deployment {saved.full_name!r}: {warning}")
         return DeploymentRef(saved.id, saved.flow_name, saved.name, existing is None)
 
     def run(self, request: RunDeploymentRequest) -> FlowRun:

@@ -328,3 +328,18 @@ def test_code_on_this_machine_is_refused_by_a_server_that_does_not_allow_local_s
     with pytest.raises(ValidationError, match="a file:// repository is refused"):
         from_file.deploy(name="here", work_pool_name=pool, print_next_steps=False)
     assert api.list_deployments(work_pool=pool) == []
+
+
+def test_deploying_to_a_paused_pool_warns_once(
+    api: SyncClient, capfd: pytest.CaptureFixture[str]
+) -> None:
+    pool = f"pool-{uuid.uuid4().hex[:6]}"
+    api.create_work_pool(wp.WorkPoolCreate(name=pool, type=wp.WorkPoolType.MANAGED))
+    api.update_work_pool(pool, wp.WorkPoolUpdate(paused=True))
+    flow.from_source(
+        source="https://git.example.com/org/repo.git", entrypoint="flows/etl.py:etl_flow"
+    ).deploy(name="paused", work_pool_name=pool, print_next_steps=False)
+    out, err = capfd.readouterr()
+    said = out + err
+    assert said.count(f"work pool {pool!r} is paused") == 1, said
+    assert f"Warning: deployment 'etl-flow/paused': work pool {pool!r} is paused" in out
