@@ -169,6 +169,11 @@ PREFECT_STYLE_IMPORTS = [
     ("flowyard.blocks.system", ["Secret"]),
     ("flowyard.variables", ["Variable"]),
     ("flowyard.deployments", ["run_deployment"]),
+    ("flowyard.tasks", ["task", "Task", "task_input_hash", "exponential_backoff"]),
+    ("flowyard.exceptions", ["PrefectException", "UpstreamTaskError", "MissingContextError"]),
+    ("flowyard.exceptions", ["FailedRun", "CrashedRun", "ParameterTypeError", "ScriptError"]),
+    ("flowyard.context", ["get_run_context", "FlowRunContext", "TaskRunContext", "tags"]),
+    ("flowyard.runner.storage", ["GitRepository", "RemoteStorage"]),
 ]
 
 

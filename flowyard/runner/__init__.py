@@ -1,0 +1,1 @@
+"""Prefect's ``prefect.runner`` import paths; Flowyard's server runs deployments itself."""
