@@ -31,6 +31,7 @@ ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("variables", ("/variables",)),
     ("secrets", ("/secrets",)),
     ("results", ("/results",)),
+    ("artifacts", ("/artifacts",)),
 )
 
 

@@ -304,6 +304,27 @@ class Variable(Base):
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    __table_args__ = (
+        Index("ix_artifacts_workspace_key_created", "workspace_id", "key", "created"),
+    )
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    workspace_id: Mapped[uuid.UUID] = _ws_fk()
+    key: Mapped[str | None] = mapped_column(String(200), default=None)
+    type: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str | None] = mapped_column(Text, default=None)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"value": <json>}
+    flow_run_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("flow_runs.id", ondelete="CASCADE"), default=None, index=True
+    )
+    # Not a foreign key: an artifact may be created before its task run is reported.
+    task_run_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    created: Mapped[datetime] = _created()
+    updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
 class Secret(Base):
     __tablename__ = "secrets"
     __table_args__ = (UniqueConstraint("workspace_id", "name"),)

@@ -45,7 +45,7 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def check_value(value: Any, field: str = "value") -> None:
+def check_value(value: Any, field: str = "value", max_bytes: int = s.MAX_VARIABLE_BYTES) -> None:
     """Refuse a value that is not storable JSON within the limits; names ``field``."""
     if _depth(value) > MAX_DEPTH:
         raise InvalidInput(field, f"is nested more than {MAX_DEPTH} levels deep")
@@ -60,8 +60,8 @@ def check_value(value: Any, field: str = "value") -> None:
         size = len(encoded.encode())
     except UnicodeEncodeError:
         raise InvalidInput(field, "strings must be valid Unicode (unpaired surrogate)") from None
-    if size > s.MAX_VARIABLE_BYTES:
-        raise TooLarge(field, f"is {size} bytes as JSON; the limit is {s.MAX_VARIABLE_BYTES}")
+    if size > max_bytes:
+        raise TooLarge(field, f"is {size} bytes as JSON; the limit is {max_bytes}")
 
 
 async def _by_name(session: AsyncSession, workspace_id: uuid.UUID, name: str) -> m.Variable | None:
