@@ -15,6 +15,7 @@ from types import TracebackType
 
 import httpx
 
+from flowyard.client._artifacts import ArtifactMethods
 from flowyard.client._config import ClientConfig
 from flowyard.client._deployments import DeploymentMethods
 from flowyard.client._flow_runs import FlowRunMethods
@@ -34,6 +35,7 @@ class FlowyardClient(
     TaskRunMethods,
     LogMethods,
     VariableMethods,
+    ArtifactMethods,
 ):
     """The async client of the Flowyard API.
 

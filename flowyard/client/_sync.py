@@ -14,6 +14,7 @@ from typing import Literal
 from flowyard.client._flow_runs import FlowRunFilter, FlowRunSort
 from flowyard.client._logs import LogEvent
 from flowyard.client._loop import SyncClientBase
+from flowyard.schemas import artifacts as art
 from flowyard.schemas import deployments as dep
 from flowyard.schemas import flow_runs as fr
 from flowyard.schemas import logs as lg
@@ -383,3 +384,37 @@ class SyncClient(SyncClientBase):
     def delete_result(self, key: str) -> None:
         """Delete a stored result."""
         return self._run(self._client.delete_result(key))
+
+    def create_artifact(self, data: art.ArtifactCreate) -> art.Artifact:
+        """Publish an artifact (``data`` is checked against its type)."""
+        return self._run(self._client.create_artifact(data))
+
+    def read_artifact(self, artifact_id: uuid.UUID | str) -> art.Artifact:
+        """See ``FlowyardClient``."""
+        return self._run(self._client.read_artifact(artifact_id))
+
+    def update_artifact(
+        self, artifact_id: uuid.UUID | str, data: art.ArtifactUpdate
+    ) -> art.Artifact:
+        """New data for an artifact (a progress artifact's progress, say)."""
+        return self._run(self._client.update_artifact(artifact_id, data))
+
+    def delete_artifact(self, artifact_id: uuid.UUID | str) -> None:
+        """See ``FlowyardClient``."""
+        return self._run(self._client.delete_artifact(artifact_id))
+
+    def list_artifacts(
+        self,
+        *,
+        key: str | None = None,
+        flow_run_id: uuid.UUID | str | None = None,
+        type: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[art.Artifact]:
+        """Newest first: a key's history, a run's artifacts, or all of a type."""
+        return self._run(
+            self._client.list_artifacts(
+                key=key, flow_run_id=flow_run_id, type=type, limit=limit, offset=offset
+            )
+        )
