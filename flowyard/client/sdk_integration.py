@@ -35,9 +35,11 @@ from flowyard.sdk._results import ResultRecord, decode_record, encode_record, se
 if TYPE_CHECKING:
     from flowyard.client._sdk_deployments import ApiDeployments, Server
     from flowyard.client._sync import SyncClient
+    from flowyard.sdk._artifacts import ArtifactDraft
     from flowyard.sdk._variables import JSONValue
 
 __all__ = [
+    "ApiArtifacts",
     "ApiDeployments",
     "ApiResultStore",
     "ApiSecrets",
@@ -53,7 +55,12 @@ logger = logging.getLogger("flowyard.sdk.server")
 _installed: ServerReporter | None = None
 _install_lock = threading.Lock()
 # The SDK modules whose backends install() plugs in only when one of them is first used.
-_BACKEND_MODULES = ("flowyard.sdk._variables", "flowyard.sdk._secrets", "flowyard.sdk._deployments")
+_BACKEND_MODULES = (
+    "flowyard.sdk._variables",
+    "flowyard.sdk._secrets",
+    "flowyard.sdk._deployments",
+    "flowyard.sdk._artifacts",
+)
 
 
 def install(api_url: str) -> None:
@@ -96,6 +103,7 @@ def _uuid_or_none(text: str | None) -> uuid.UUID | None:
 
 def _install_backends(reporter: ServerReporter, clients: _LazyClient) -> None:
     from flowyard.client._sdk_deployments import ApiDeployments
+    from flowyard.sdk._artifacts import set_artifact_backend
     from flowyard.sdk._deployments import set_deployment_backend
     from flowyard.sdk._secrets import set_secret_backend
     from flowyard.sdk._variables import set_variable_backend
@@ -106,6 +114,7 @@ def _install_backends(reporter: ServerReporter, clients: _LazyClient) -> None:
         set_variable_backend(ApiVariables(clients))
         set_secret_backend(ApiSecrets(clients))
         set_deployment_backend(ApiDeployments(clients))
+        set_artifact_backend(ApiArtifacts(clients, reporter))
 
 
 def __getattr__(name: str) -> Any:
@@ -156,7 +165,12 @@ def uninstall() -> None:
             rep.set_reporter(None)
         for name, setter in zip(
             _BACKEND_MODULES,
-            ("set_variable_backend", "set_secret_backend", "set_deployment_backend"),
+            (
+                "set_variable_backend",
+                "set_secret_backend",
+                "set_deployment_backend",
+                "set_artifact_backend",
+            ),
             strict=True,
         ):
             module = sys.modules.get(name)
@@ -230,6 +244,47 @@ class ApiSecrets(ServerBacked):
             else:
                 raise ValueError(f"secret {name!r} already exists; pass overwrite=True")
         self._client.set_secret(name, value)
+
+
+class ApiArtifacts(ServerBacked):
+    """Artifacts published on the server, after what the run reported before them: the
+    server refuses an artifact of a flow run it has not recorded yet."""
+
+    def __init__(self, clients: Callable[[], SyncClient], reporter: ServerReporter) -> None:
+        super().__init__(clients)
+        self._reporter = reporter
+
+    def create(self, draft: ArtifactDraft) -> uuid.UUID:
+        from flowyard.client._errors import ValidationError
+        from flowyard.schemas.artifacts import ArtifactCreate
+
+        if draft.flow_run_id is not None:
+            self._reporter.flush()
+        try:
+            body = ArtifactCreate(
+                type=draft.type,  # type: ignore[arg-type]
+                data=draft.data,
+                key=draft.key,
+                description=draft.description,
+                flow_run_id=draft.flow_run_id,
+                task_run_id=draft.task_run_id,
+            )
+            return self._client.create_artifact(body).id
+        except ValidationError as exc:
+            raise ValueError(f"{draft.type} artifact: {exc.detail}") from None
+
+    def update(self, artifact_id: uuid.UUID, data: object, description: str | None) -> None:
+        from flowyard.client._errors import ValidationError
+        from flowyard.schemas.artifacts import ArtifactUpdate
+
+        try:
+            self._client.update_artifact(
+                artifact_id, ArtifactUpdate(data=data, description=description)
+            )
+        except NotFoundError:
+            raise ObjectNotFound(f"artifact {artifact_id} does not exist") from None
+        except ValidationError as exc:
+            raise ValueError(f"artifact {artifact_id}: {exc.detail}") from None
 
 
 class ApiResultStore(ServerBacked):

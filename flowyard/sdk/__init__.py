@@ -110,6 +110,10 @@ _LAZY = {
     "RemoteStorage": "flowyard.sdk._sources",
     "InMemorySecrets": "flowyard.sdk._secrets",
     "InMemoryVariables": "flowyard.sdk._variables",
+    "ArtifactBackend": "flowyard.sdk._artifacts",
+    "ArtifactDraft": "flowyard.sdk._artifacts",
+    "InMemoryArtifacts": "flowyard.sdk._artifacts",
+    "set_artifact_backend": "flowyard.sdk._artifacts",
     "RecordingDeploymentBackend": "flowyard.sdk._deployments",
     "RunDeploymentRequest": "flowyard.sdk._deployments",
     "ScheduleSpec": "flowyard.sdk._deployments",
@@ -143,6 +147,12 @@ def __getattr__(name: str) -> object:
 
 
 if TYPE_CHECKING:
+    from flowyard.sdk._artifacts import (
+        ArtifactBackend,
+        ArtifactDraft,
+        InMemoryArtifacts,
+        set_artifact_backend,
+    )
     from flowyard.sdk._deployments import (
         DeploymentBackend,
         DeploymentRef,
@@ -170,6 +180,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SERVER_INTEGRATION_MODULE",
+    "ArtifactBackend",
+    "ArtifactDraft",
     "AwaitingRetry",
     "CachePolicy",
     "CancelRun",
@@ -201,6 +213,7 @@ __all__ = [
     "FlowyardFuture",
     "FlowyardFutureList",
     "GitRepository",
+    "InMemoryArtifacts",
     "InMemoryResultStore",
     "InMemorySecrets",
     "InMemoryVariables",
@@ -275,6 +288,7 @@ __all__ = [
     "run_deployment",
     "run_flow",
     "serve",
+    "set_artifact_backend",
     "set_deployment_backend",
     "set_reporter",
     "set_result_store",

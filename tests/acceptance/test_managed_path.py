@@ -33,10 +33,12 @@ from tests.conftest import missing_feature
 
 ETL = """
 from flowyard import flow, task, get_run_logger
+from flowyard.artifacts import create_markdown_artifact, create_table_artifact
 
 
 @task
 def extract(n: int) -> list[int]:
+    create_table_artifact([{"row": i} for i in range(n)], key="extracted")
     return list(range(n))
 
 
@@ -52,6 +54,7 @@ def transform(rows: list[int]) -> int:
 def etl(n: int = 3) -> int:
     total = transform(extract(n))
     print(f"loaded total={total}")
+    create_markdown_artifact(f"loaded **{total}**", key="etl-report")
     return total
 """
 
@@ -175,6 +178,12 @@ def test_from_git_with_pip_packages_runs_to_completed_with_its_commit(
     assert run.compute_seconds > 0
     tasks = api.list_task_runs(run.id).items
     assert sorted(t.state_type.value for t in tasks) == ["COMPLETED", "COMPLETED"]
+    # What the run published, with its run token, from the flow and from a task.
+    published = {a.key: a for a in api.list_artifacts(flow_run_id=run.id)}
+    assert published["etl-report"].data == "loaded **6**"
+    assert published["etl-report"].task_run_id is None
+    assert published["extracted"].data == {"columns": ["row"], "rows": [[0], [1], [2], [3]]}
+    assert published["extracted"].task_run_id in {t.id for t in tasks}
 
 
 def test_a_run_created_after_a_push_runs_the_pushed_commit(

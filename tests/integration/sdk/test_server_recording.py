@@ -343,3 +343,41 @@ def test_deploying_to_a_paused_pool_warns_once(
     said = out + err
     assert said.count(f"work pool {pool!r} is paused") == 1, said
     assert f"Warning: deployment 'etl-flow/paused': work pool {pool!r} is paused" in out
+
+
+def test_artifacts_are_published_with_their_run_and_task_run(api: SyncClient) -> None:
+    from flowyard.artifacts import (
+        create_link_artifact,
+        create_markdown_artifact,
+        create_progress_artifact,
+        create_table_artifact,
+        update_progress_artifact,
+    )
+
+    @task
+    def tabulate(n: int) -> None:
+        create_table_artifact([{"i": i, "square": i * i} for i in range(n)], key="squares")
+
+    @flow
+    def reporting(n: int = 3) -> uuid.UUID:
+        progress = create_progress_artifact(0, description="starting")
+        tabulate(n)
+        create_markdown_artifact(f"# {n} squares", key="square-report")
+        update_progress_artifact(progress, 100, description="done")  # type: ignore[arg-type]
+        return progress  # type: ignore[return-value]
+
+    state = reporting(return_state=True)  # type: ignore[call-arg]
+    run_id = state.state_details.flow_run_id
+    made = {a.type: a for a in api.list_artifacts(flow_run_id=run_id)}
+    assert set(made) == {"progress", "table", "markdown"}
+    assert (made["progress"].data, made["progress"].description) == (100, "done")
+    assert made["table"].data == {
+        "columns": ["i", "square"],
+        "rows": [[0, 0], [1, 1], [2, 4]],
+    }
+    assert made["table"].task_run_id is not None
+    assert made["table"].task_run_id in {t.id for t in api.iter_task_runs(run_id)}
+    assert made["markdown"].task_run_id is None
+    assert next(a.data for a in api.list_artifacts(key="square-report")) == "# 3 squares"
+    with pytest.raises(ValueError, match=r"link artifact: data\.url: expected an http:// or https"):
+        create_link_artifact("javascript:alert(1)")

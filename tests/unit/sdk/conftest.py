@@ -23,6 +23,7 @@ def isolated_sdk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
         sdk.set_variable_backend(None),
         sdk.set_secret_backend(None),
         sdk.set_deployment_backend(None),
+        sdk.set_artifact_backend(None),
     )
     yield
     sdk.set_reporter(previous[0])
@@ -30,6 +31,7 @@ def isolated_sdk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
     sdk.set_variable_backend(previous[2])
     sdk.set_secret_backend(previous[3])
     sdk.set_deployment_backend(previous[4])
+    sdk.set_artifact_backend(previous[5])
     _backends.reset_server_integration()
 
 

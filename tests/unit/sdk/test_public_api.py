@@ -39,6 +39,8 @@ FLOWYARD_NAMES = [
 ]
 
 SDK_NAMES = [
+    "ArtifactBackend",
+    "ArtifactDraft",
     "AwaitingRetry",
     "CachePolicy",
     "CancelRun",
@@ -70,6 +72,7 @@ SDK_NAMES = [
     "FlowyardFuture",
     "FlowyardFutureList",
     "GitRepository",
+    "InMemoryArtifacts",
     "InMemoryResultStore",
     "InMemorySecrets",
     "InMemoryVariables",
@@ -145,6 +148,7 @@ SDK_NAMES = [
     "run_deployment",
     "run_flow",
     "serve",
+    "set_artifact_backend",
     "set_deployment_backend",
     "set_reporter",
     "set_result_store",
@@ -174,6 +178,9 @@ PREFECT_STYLE_IMPORTS = [
     ("flowyard.exceptions", ["FailedRun", "CrashedRun", "ParameterTypeError", "ScriptError"]),
     ("flowyard.context", ["get_run_context", "FlowRunContext", "TaskRunContext", "tags"]),
     ("flowyard.runner.storage", ["GitRepository", "RemoteStorage"]),
+    ("flowyard.artifacts", ["create_markdown_artifact", "create_table_artifact"]),
+    ("flowyard.artifacts", ["create_link_artifact", "create_image_artifact"]),
+    ("flowyard.artifacts", ["create_progress_artifact", "update_progress_artifact"]),
 ]
 
 
