@@ -13,6 +13,7 @@ import typer
 
 from flowyard._version import __version__
 from flowyard.cli import admin
+from flowyard.cli import artifact as artifact_cmd
 from flowyard.cli import config as config_cmd
 from flowyard.cli import deploy as deploy_cmd
 from flowyard.cli import deployment as deployment_cmd
@@ -37,6 +38,7 @@ app.command("deploy")(deploy_cmd.deploy)
 app.command("init")(deploy_cmd.init)
 app.add_typer(deployment_cmd.app, name="deployment")
 app.add_typer(flow_run_cmd.app, name="flow-run")
+app.add_typer(artifact_cmd.app, name="artifact")
 app.command("usage")(admin.usage)
 app.add_typer(admin.workspace_app, name="workspace")
 app.add_typer(admin.api_key_app, name="api-key")

@@ -10,6 +10,7 @@ Errors raised by ``ops`` (not found, forbidden, bad input) become pages here
 rather than the API's JSON, through :class:`UiRoute`, which also adds the
 security headers: a strict Content-Security-Policy (no inline script or
 style; htmx is configured not to inject styles), no framing, no caching.
+Pages showing artifacts widen only ``img-src``, to http(s) images.
 """
 
 from __future__ import annotations
@@ -45,12 +46,19 @@ R = TypeVar("R", bound=Response)
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_FORM_BYTES = 1024 * 1024
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+
+
+def content_security_policy(images: str = "'self' data:") -> str:
+    """The pages' policy; only where images may come from varies (see allow_remote_images)."""
+    return (
+        f"default-src 'self'; script-src 'self'; style-src 'self'; img-src {images}; "
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
         "object-src 'none'"
-    ),
+    )
+
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": content_security_policy(),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
@@ -205,6 +213,15 @@ class Viewer:
             else:
                 set_cookie(self.request, response, name, value, max_age=300)
         return response
+
+
+def allow_remote_images(response: R) -> R:
+    """The same policy, but images may come from any http(s) URL: for pages showing artifacts,
+    whose images (and those in their markdown) live wherever the run published them."""
+    response.headers["Content-Security-Policy"] = content_security_policy(
+        "'self' data: https: http:"
+    )
+    return response
 
 
 def set_cookie(

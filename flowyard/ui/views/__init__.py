@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flowyard.ui.views import (
+    artifacts,
     auth,
     dashboard,
     deployments,
@@ -21,6 +22,7 @@ ROUTERS = (
     runs.router,
     run_detail.router,
     log_panel.router,
+    artifacts.router,
     deployments.router,
     work_pools.router,
     usage.router,

@@ -1,9 +1,10 @@
-"""One flow run: state timeline, parameters, telemetry, task runs, logs, cancel and retry.
+"""One flow run: state timeline, parameters, telemetry, task runs, artifacts, logs, cancel
+and retry.
 
 The page's upper part (state, timeline, telemetry, task runs) is one
 fragment that polls itself while the run is active and stops once it ends;
-the logs below stream over SSE (see ``views.logs``) and are never
-re-rendered by the poll.
+the artifacts and the logs below are never re-rendered by the poll (the
+logs stream over SSE, see ``views.log_panel``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from fastapi.responses import Response
 
 from flowyard.schemas import flow_runs as fr
 from flowyard.schemas.states import StateType, Verdict
-from flowyard.server.ops import flow_run_queries, flow_runs, logs, task_runs
+from flowyard.server.ops import artifacts, flow_run_queries, flow_runs, logs, task_runs
 from flowyard.server.ops.errors import DomainError, InvalidInput
 from flowyard.ui import _pages as pages
 from flowyard.ui import _timelines as timelines
+from flowyard.ui._artifacts import present
 from flowyard.ui._explain import explain
 from flowyard.ui._formatting import now
 from flowyard.ui.views import log_panel
@@ -30,6 +32,8 @@ TASK_PAGE = 200
 # PENDING's sub-steps are the platform's first lines; a few hundred always cover them.
 SUBSTEP_LINES = 300
 POLL_SECONDS = 3
+# Shown in full on the run page; the rest are a link away on the artifacts page.
+RUN_ARTIFACTS = 20
 CANCELLABLE = {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED}
 GIB = 1024**3
 
@@ -106,14 +110,20 @@ async def run_page(
     async with view.scope() as scope:
         live = await live_context(scope, run_id, tasks_cursor or None)
         panel = await log_panel.first_page(scope, run_id, filters, live["is_active"])
-    return view.render(
+        published = await artifacts.list_artifacts(
+            scope.session, scope.principal, flow_run_id=run_id, limit=RUN_ARTIFACTS + 1
+        )
+    response = view.render(
         "run.html",
         scope,
         active="runs",
         title=f"{live['run'].name} · flow run",
+        artifacts=[present(row) for row in published[:RUN_ARTIFACTS]],
+        more_artifacts=len(published) > RUN_ARTIFACTS,
         **panel.template_context(),
         **live,
     )
+    return pages.allow_remote_images(response) if published else response
 
 
 @router.get("/runs/{run_id}/live")

@@ -16,6 +16,7 @@ from tests.integration.ui.conftest import make_deployment, make_pool, set_state,
 EMPTY_PAGES = {
     "/": "Get started",
     "/runs": "flowyard work-pool create my-managed-pool --type managed",
+    "/artifacts": "No artifacts yet",
     "/deployments": "No deployments yet",
     "/work-pools": "flowyard work-pool create my-managed-pool --type managed",
     "/new/work-pool": "Create a work pool",
