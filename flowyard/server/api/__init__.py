@@ -32,6 +32,7 @@ ROUTERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("secrets", ("/secrets",)),
     ("results", ("/results",)),
     ("artifacts", ("/artifacts",)),
+    ("concurrency", ("/concurrency-limits",)),
 )
 
 

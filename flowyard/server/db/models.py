@@ -325,6 +325,37 @@ class Artifact(Base):
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+class ConcurrencyLimit(Base):
+    __tablename__ = "concurrency_limits"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    workspace_id: Mapped[uuid.UUID] = _ws_fk()
+    name: Mapped[str] = mapped_column(String(200))
+    limit: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    slot_decay_per_second: Mapped[float] = mapped_column(Float, default=0.0)
+    created: Mapped[datetime] = _created()
+    updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ConcurrencyLease(Base):
+    """Slots of one limit held until ``expires_at``; one lease id spans the limits of a take."""
+
+    __tablename__ = "concurrency_leases"
+    __table_args__ = (Index("ix_concurrency_leases_limit_expires", "limit_id", "expires_at"),)
+
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    lease_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    limit_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("concurrency_limits.id", ondelete="CASCADE")
+    )
+    slots: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column()
+    flow_run_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    created: Mapped[datetime] = _created()
+
+
 class Secret(Base):
     __tablename__ = "secrets"
     __table_args__ = (UniqueConstraint("workspace_id", "name"),)
