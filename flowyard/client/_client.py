@@ -16,6 +16,7 @@ from types import TracebackType
 import httpx
 
 from flowyard.client._artifacts import ArtifactMethods
+from flowyard.client._concurrency import ConcurrencyMethods
 from flowyard.client._config import ClientConfig
 from flowyard.client._deployments import DeploymentMethods
 from flowyard.client._flow_runs import FlowRunMethods
@@ -36,6 +37,7 @@ class FlowyardClient(
     LogMethods,
     VariableMethods,
     ArtifactMethods,
+    ConcurrencyMethods,
 ):
     """The async client of the Flowyard API.
 

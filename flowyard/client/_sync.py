@@ -15,6 +15,7 @@ from flowyard.client._flow_runs import FlowRunFilter, FlowRunSort
 from flowyard.client._logs import LogEvent
 from flowyard.client._loop import SyncClientBase
 from flowyard.schemas import artifacts as art
+from flowyard.schemas import concurrency as cl
 from flowyard.schemas import deployments as dep
 from flowyard.schemas import flow_runs as fr
 from flowyard.schemas import logs as lg
@@ -418,3 +419,37 @@ class SyncClient(SyncClientBase):
                 key=key, flow_run_id=flow_run_id, type=type, limit=limit, offset=offset
             )
         )
+
+    def create_concurrency_limit(self, data: cl.ConcurrencyLimitCreate) -> cl.ConcurrencyLimit:
+        """See ``FlowyardClient``."""
+        return self._run(self._client.create_concurrency_limit(data))
+
+    def read_concurrency_limit(self, name: str) -> cl.ConcurrencyLimit:
+        """See ``FlowyardClient``."""
+        return self._run(self._client.read_concurrency_limit(name))
+
+    def list_concurrency_limits(self) -> list[cl.ConcurrencyLimit]:
+        """Every limit by name, with the slots held now."""
+        return self._run(self._client.list_concurrency_limits())
+
+    def update_concurrency_limit(
+        self, name: str, data: cl.ConcurrencyLimitUpdate
+    ) -> cl.ConcurrencyLimit:
+        """See ``FlowyardClient``."""
+        return self._run(self._client.update_concurrency_limit(name, data))
+
+    def delete_concurrency_limit(self, name: str) -> None:
+        """See ``FlowyardClient``."""
+        return self._run(self._client.delete_concurrency_limit(name))
+
+    def acquire_concurrency_slots(self, data: cl.SlotRequest) -> cl.SlotGrant:
+        """Take slots of every named limit, or none (``acquired`` false, with a retry hint)."""
+        return self._run(self._client.acquire_concurrency_slots(data))
+
+    def renew_concurrency_lease(self, lease_id: uuid.UUID, lease_seconds: float) -> cl.LeaseRenewed:
+        """Keep a lease longer (``NotFoundError`` once it has run out)."""
+        return self._run(self._client.renew_concurrency_lease(lease_id, lease_seconds))
+
+    def release_concurrency_lease(self, lease_id: uuid.UUID) -> None:
+        """See ``FlowyardClient``."""
+        return self._run(self._client.release_concurrency_lease(lease_id))
