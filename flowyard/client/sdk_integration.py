@@ -36,10 +36,12 @@ if TYPE_CHECKING:
     from flowyard.client._sdk_deployments import ApiDeployments, Server
     from flowyard.client._sync import SyncClient
     from flowyard.sdk._artifacts import ArtifactDraft
+    from flowyard.sdk._concurrency import Grant, Mode
     from flowyard.sdk._variables import JSONValue
 
 __all__ = [
     "ApiArtifacts",
+    "ApiConcurrency",
     "ApiDeployments",
     "ApiResultStore",
     "ApiSecrets",
@@ -60,6 +62,7 @@ _BACKEND_MODULES = (
     "flowyard.sdk._secrets",
     "flowyard.sdk._deployments",
     "flowyard.sdk._artifacts",
+    "flowyard.sdk._concurrency",
 )
 
 
@@ -104,6 +107,7 @@ def _uuid_or_none(text: str | None) -> uuid.UUID | None:
 def _install_backends(reporter: ServerReporter, clients: _LazyClient) -> None:
     from flowyard.client._sdk_deployments import ApiDeployments
     from flowyard.sdk._artifacts import set_artifact_backend
+    from flowyard.sdk._concurrency import set_concurrency_backend
     from flowyard.sdk._deployments import set_deployment_backend
     from flowyard.sdk._secrets import set_secret_backend
     from flowyard.sdk._variables import set_variable_backend
@@ -115,6 +119,7 @@ def _install_backends(reporter: ServerReporter, clients: _LazyClient) -> None:
         set_secret_backend(ApiSecrets(clients))
         set_deployment_backend(ApiDeployments(clients))
         set_artifact_backend(ApiArtifacts(clients, reporter))
+        set_concurrency_backend(ApiConcurrency(clients))
 
 
 def __getattr__(name: str) -> Any:
@@ -170,6 +175,7 @@ def uninstall() -> None:
                 "set_secret_backend",
                 "set_deployment_backend",
                 "set_artifact_backend",
+                "set_concurrency_backend",
             ),
             strict=True,
         ):
@@ -285,6 +291,39 @@ class ApiArtifacts(ServerBacked):
             raise ObjectNotFound(f"artifact {artifact_id} does not exist") from None
         except ValidationError as exc:
             raise ValueError(f"artifact {artifact_id}: {exc.detail}") from None
+
+
+class ApiConcurrency(ServerBacked):
+    """Global concurrency limits on the server; a managed run's leases name it as holder."""
+
+    def acquire(self, names: list[str], slots: int, mode: Mode, lease_seconds: float) -> Grant:
+        from flowyard.client._errors import ValidationError
+        from flowyard.schemas.concurrency import SlotRequest
+        from flowyard.sdk._concurrency import Grant
+
+        try:
+            answer = self._client.acquire_concurrency_slots(
+                SlotRequest(names=names, slots=slots, mode=mode, lease_seconds=lease_seconds)
+            )
+        except ValidationError as exc:
+            raise ValueError(f"concurrency limits {names}: {exc.detail}") from None
+        return Grant(
+            acquired=answer.acquired,
+            lease_id=answer.lease_id,
+            retry_after=answer.retry_after_seconds or 1.0,
+            missing=tuple(answer.missing),
+            blocked_by=answer.blocked_by,
+        )
+
+    def renew(self, lease_id: uuid.UUID, lease_seconds: float) -> bool:
+        try:
+            self._client.renew_concurrency_lease(lease_id, lease_seconds)
+        except NotFoundError:
+            return False
+        return True
+
+    def release(self, lease_id: uuid.UUID) -> None:
+        self._client.release_concurrency_lease(lease_id)
 
 
 class ApiResultStore(ServerBacked):

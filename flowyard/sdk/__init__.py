@@ -114,6 +114,8 @@ _LAZY = {
     "ArtifactDraft": "flowyard.sdk._artifacts",
     "InMemoryArtifacts": "flowyard.sdk._artifacts",
     "set_artifact_backend": "flowyard.sdk._artifacts",
+    "ConcurrencyBackend": "flowyard.sdk._concurrency",
+    "set_concurrency_backend": "flowyard.sdk._concurrency",
     "RecordingDeploymentBackend": "flowyard.sdk._deployments",
     "RunDeploymentRequest": "flowyard.sdk._deployments",
     "ScheduleSpec": "flowyard.sdk._deployments",
@@ -153,6 +155,7 @@ if TYPE_CHECKING:
         InMemoryArtifacts,
         set_artifact_backend,
     )
+    from flowyard.sdk._concurrency import ConcurrencyBackend, set_concurrency_backend
     from flowyard.sdk._deployments import (
         DeploymentBackend,
         DeploymentRef,
@@ -189,6 +192,7 @@ __all__ = [
     "CancelledRun",
     "Cancelling",
     "Completed",
+    "ConcurrencyBackend",
     "ConcurrentTaskRunner",
     "Crashed",
     "CrashedRun",
@@ -289,6 +293,7 @@ __all__ = [
     "run_flow",
     "serve",
     "set_artifact_backend",
+    "set_concurrency_backend",
     "set_deployment_backend",
     "set_reporter",
     "set_result_store",

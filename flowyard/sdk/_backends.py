@@ -41,6 +41,9 @@ _checked = False
 # (so a flow run that uses none loads none of their modules).
 _deferred: list[Callable[[], None]] = []
 _deferred_lock = threading.Lock()
+# Held while installers run: a thread that finds none pending while another thread is
+# still installing waits for it, instead of finding no backend and going on without one.
+_installing = threading.RLock()
 _logger = logging.getLogger("flowyard.sdk")
 
 
@@ -137,12 +140,14 @@ def install_on_first_use(installer: Callable[[], None]) -> None:
 
 
 def install_deferred() -> None:
-    """Run the installers :func:`install_on_first_use` holds (each once)."""
-    with _deferred_lock:
-        pending = list(_deferred)
-        _deferred.clear()
-    for installer in pending:
-        installer()
+    """Run the installers :func:`install_on_first_use` holds (each once); returns once
+    they have run, also in a thread that finds another one running them."""
+    with _installing:
+        with _deferred_lock:
+            pending = list(_deferred)
+            _deferred.clear()
+        for installer in pending:
+            installer()
 
 
 def reset_server_integration() -> None:

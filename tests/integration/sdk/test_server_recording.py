@@ -381,3 +381,46 @@ def test_artifacts_are_published_with_their_run_and_task_run(api: SyncClient) ->
     assert next(a.data for a in api.list_artifacts(key="square-report")) == "# 3 squares"
     with pytest.raises(ValueError, match=r"link artifact: data\.url: expected an http:// or https"):
         create_link_artifact("javascript:alert(1)")
+
+
+def test_global_concurrency_limits_hold_across_threads_and_free_every_slot(
+    api: SyncClient,
+) -> None:
+    import threading
+    import time
+
+    from flowyard.concurrency import ConcurrencySlotAcquisitionError
+    from flowyard.concurrency.sync import concurrency, rate_limit
+    from flowyard.schemas.concurrency import ConcurrencyLimitCreate
+
+    api.create_concurrency_limit(ConcurrencyLimitCreate(name="warehouse", limit=2))
+    api.create_concurrency_limit(
+        ConcurrencyLimitCreate(name="partner-api", limit=1, slot_decay_per_second=10)
+    )
+    inside, most = [0], [0]
+    lock = threading.Lock()
+
+    @task
+    def load(i: int) -> int:
+        with concurrency("warehouse", lease_duration=30):
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.05)
+            with lock:
+                inside[0] -= 1
+        rate_limit("partner-api")
+        return i
+
+    @flow
+    def loads() -> list[int]:
+        return [f.result() for f in load.map(range(6))]
+
+    started = time.monotonic()
+    assert loads() == list(range(6))
+    assert most[0] == 2
+    assert time.monotonic() - started >= 0.45  # six takes of one slot freed at 10/s
+    assert api.read_concurrency_limit("warehouse").active_slots == 0
+    strict = concurrency("no-such-limit", strict=True)
+    with pytest.raises(ConcurrencySlotAcquisitionError, match="no concurrency limit named"):
+        strict.__enter__()

@@ -24,6 +24,7 @@ def isolated_sdk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
         sdk.set_secret_backend(None),
         sdk.set_deployment_backend(None),
         sdk.set_artifact_backend(None),
+        sdk.set_concurrency_backend(None),
     )
     yield
     sdk.set_reporter(previous[0])
@@ -32,6 +33,7 @@ def isolated_sdk(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
     sdk.set_secret_backend(previous[3])
     sdk.set_deployment_backend(previous[4])
     sdk.set_artifact_backend(previous[5])
+    sdk.set_concurrency_backend(previous[6])
     _backends.reset_server_integration()
 
 

@@ -48,6 +48,7 @@ SDK_NAMES = [
     "CancelledRun",
     "Cancelling",
     "Completed",
+    "ConcurrencyBackend",
     "ConcurrentTaskRunner",
     "Crashed",
     "CrashedRun",
@@ -149,6 +150,7 @@ SDK_NAMES = [
     "run_flow",
     "serve",
     "set_artifact_backend",
+    "set_concurrency_backend",
     "set_deployment_backend",
     "set_reporter",
     "set_result_store",
@@ -181,6 +183,9 @@ PREFECT_STYLE_IMPORTS = [
     ("flowyard.artifacts", ["create_markdown_artifact", "create_table_artifact"]),
     ("flowyard.artifacts", ["create_link_artifact", "create_image_artifact"]),
     ("flowyard.artifacts", ["create_progress_artifact", "update_progress_artifact"]),
+    ("flowyard.concurrency.sync", ["concurrency", "rate_limit"]),
+    ("flowyard.concurrency.asyncio", ["concurrency", "rate_limit"]),
+    ("flowyard.concurrency", ["AcquireConcurrencySlotTimeoutError"]),
 ]
 
 

@@ -1,0 +1,206 @@
+"""``concurrency`` and ``rate_limit`` in flow code: at most N holders at once, slots freed
+however the block ends, leases renewed while held, clear errors when slots cannot be had."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from flowyard import flow, task
+from flowyard.concurrency import (
+    AcquireConcurrencySlotTimeoutError,
+    ConcurrencySlotAcquisitionError,
+)
+from flowyard.concurrency import asyncio as aconcurrency
+from flowyard.concurrency.sync import concurrency, rate_limit
+from flowyard.sdk import _concurrency, set_concurrency_backend
+from flowyard.sdk._concurrency import Grant, Mode
+
+
+class Limits:
+    """Limits in a dict, with leases that run out, as the server keeps them."""
+
+    def __init__(self, **limits: int) -> None:
+        self.limits = dict(limits)
+        self.leases: dict[uuid.UUID, tuple[list[str], int, float]] = {}
+        self.renewals = 0
+        self.most_held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def held(self, name: str) -> int:
+        now = time.monotonic()
+        return sum(n for names, n, end in self.leases.values() if name in names and end > now)
+
+    def acquire(self, names: list[str], slots: int, mode: Mode, lease_seconds: float) -> Grant:
+        with self._lock:
+            missing = tuple(n for n in names if n not in self.limits)
+            known = [n for n in names if n in self.limits]
+            for name in known:
+                if self.held(name) + slots > self.limits[name]:
+                    return Grant(False, retry_after=0.01, missing=missing, blocked_by=name)
+            lease_id = uuid.uuid4()
+            seconds = 0.2 if mode == "rate_limit" else lease_seconds
+            self.leases[lease_id] = (known, slots, time.monotonic() + seconds)
+            for name in known:
+                self.most_held[name] = max(self.most_held.get(name, 0), self.held(name))
+            return Grant(True, lease_id=lease_id, missing=missing)
+
+    def renew(self, lease_id: uuid.UUID, lease_seconds: float) -> bool:
+        with self._lock:
+            self.renewals += 1
+            lease = self.leases.get(lease_id)
+            if lease is None or lease[2] <= time.monotonic():
+                return False
+            self.leases[lease_id] = (lease[0], lease[1], time.monotonic() + lease_seconds)
+            return True
+
+    def release(self, lease_id: uuid.UUID) -> None:
+        with self._lock:
+            self.leases.pop(lease_id, None)
+
+
+@pytest.fixture
+def limits() -> Iterator[Limits]:
+    backend = Limits(db=2, api=1)
+    set_concurrency_backend(backend)
+    yield backend
+    set_concurrency_backend(None)
+
+
+def test_no_more_than_the_limit_hold_slots_at_once(limits: Limits) -> None:
+    @task
+    def query(i: int) -> int:
+        with concurrency("db"):
+            time.sleep(0.02)
+        return i
+
+    @flow
+    def many() -> list[int]:
+        return [f.result() for f in query.map(range(8))]
+
+    assert many() == list(range(8))
+    assert limits.most_held["db"] == 2
+    assert limits.held("db") == 0  # every slot came back
+
+
+def test_slots_come_back_when_the_block_raises(limits: Limits) -> None:
+    with pytest.raises(RuntimeError, match="boom"), concurrency("db", occupy=2):
+        raise RuntimeError("boom")
+    assert limits.held("db") == 0
+
+
+def test_a_held_lease_is_renewed_while_the_block_runs(limits: Limits) -> None:
+    with concurrency("api", lease_duration=0.3):
+        time.sleep(0.5)  # past its first term: only renewal keeps it
+        assert limits.held("api") == 1
+    assert limits.renewals >= 2
+    assert limits.held("api") == 0
+
+
+def test_waiting_past_the_timeout_raises_a_timeout_naming_the_full_limit(
+    limits: Limits, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        concurrency("api"),
+        caplog.at_level(logging.INFO, logger="flowyard.concurrency"),
+        pytest.raises(AcquireConcurrencySlotTimeoutError, match="'api' stayed full"),
+        concurrency("api", timeout_seconds=0.1),
+    ):
+        pass
+    assert "Waiting for 1 slot(s) of concurrency limit 'api': it is full" in caplog.text
+    assert isinstance(AcquireConcurrencySlotTimeoutError("x"), TimeoutError)
+
+
+def test_a_waiter_gets_the_slot_once_it_is_released(limits: Limits) -> None:
+    order: list[str] = []
+
+    def wait_for_the_slot() -> None:
+        with concurrency("api"):
+            order.append("waiter in")
+
+    with ThreadPoolExecutor(1) as pool:
+        with concurrency("api"):
+            waiting = pool.submit(wait_for_the_slot)
+            time.sleep(0.05)
+            assert not waiting.done()
+            order.append("holder out")
+        waiting.result(timeout=5)
+    assert order == ["holder out", "waiter in"]
+    assert limits.held("api") == 0
+
+
+def test_a_missing_limit_limits_nothing_unless_strict(
+    limits: Limits, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_concurrency, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="flowyard.concurrency"):
+        with concurrency(["db", "nightly-batch"]):
+            assert limits.held("db") == 1
+        with concurrency("nightly-batch"):
+            pass
+    assert caplog.text.count("'nightly-batch' does not exist") == 1
+    strict = concurrency(["db", "nightly-batch"], strict=True)
+    with pytest.raises(ConcurrencySlotAcquisitionError, match="no concurrency limit named"):
+        strict.__enter__()
+    assert limits.held("db") == 0  # the strict refusal gave back what it took
+
+
+def test_rate_limit_spaces_callers_out(limits: Limits) -> None:
+    started = time.monotonic()
+    for _ in range(3):
+        rate_limit("api")
+    # One slot, freed 0.2 s after each take: the third waited for two decays.
+    assert time.monotonic() - started >= 0.35
+
+
+def test_bad_arguments_are_refused(limits: Limits) -> None:
+    with pytest.raises(ValueError, match="occupy must be a whole number"), concurrency("db", 0):
+        pass
+    with pytest.raises(ValueError, match="names must be"), concurrency([]):
+        pass
+
+
+def test_the_async_forms_wait_without_blocking_the_loop(limits: Limits) -> None:
+    async def main() -> list[str]:
+        seen: list[str] = []
+
+        async def hold(label: str) -> None:
+            async with aconcurrency.concurrency("api"):
+                seen.append(f"{label} in")
+                await asyncio.sleep(0.05)
+                seen.append(f"{label} out")
+
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            for _ in range(5):
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(hold("a"), hold("b"), ticker())
+        await aconcurrency.rate_limit("db")
+        assert ticks == 5
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen in (["a in", "a out", "b in", "b out"], ["b in", "b out", "a in", "a out"])
+
+
+def test_with_no_server_limits_are_not_enforced_and_strict_says_why(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_concurrency, "_warned", set())
+    with caplog.at_level(logging.WARNING, logger="flowyard.concurrency"), concurrency("db"):
+        pass
+    rate_limit("db")
+    assert caplog.text.count("Concurrency limits are not enforced") == 1
+    with pytest.raises(ConcurrencySlotAcquisitionError, match="no Flowyard server"):
+        rate_limit("db", strict=True)
