@@ -30,7 +30,8 @@ def _params(command: Any) -> list[str]:
         if param.param_type_name == "argument":
             rows.append(f"| `{param.name.upper()}` | argument | |")
             continue
-        names = ", ".join(f"`{o}`" for o in param.opts)
+        # A flag pair (--active/--inactive) lists its off switch too.
+        names = ", ".join(f"`{o}`" for o in [*param.opts, *param.secondary_opts])
         help_text = (param.help or "").replace("|", "\\|")
         default = param.default
         shown = (

@@ -14,6 +14,7 @@ import typer
 from flowyard._version import __version__
 from flowyard.cli import admin
 from flowyard.cli import artifact as artifact_cmd
+from flowyard.cli import concurrency_limit as concurrency_limit_cmd
 from flowyard.cli import config as config_cmd
 from flowyard.cli import deploy as deploy_cmd
 from flowyard.cli import deployment as deployment_cmd
@@ -39,6 +40,7 @@ app.command("init")(deploy_cmd.init)
 app.add_typer(deployment_cmd.app, name="deployment")
 app.add_typer(flow_run_cmd.app, name="flow-run")
 app.add_typer(artifact_cmd.app, name="artifact")
+app.add_typer(concurrency_limit_cmd.app, name="concurrency-limit")
 app.command("usage")(admin.usage)
 app.add_typer(admin.workspace_app, name="workspace")
 app.add_typer(admin.api_key_app, name="api-key")

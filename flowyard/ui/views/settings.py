@@ -1,10 +1,12 @@
-"""Settings: API keys (a new key is shown once), variables, and secrets (values never shown)."""
+"""Settings: API keys (a new key is shown once), variables, secrets (values never shown), and
+the concurrency limits with the slots held now (read-only: managed from the CLI)."""
 
 from __future__ import annotations
 
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter
@@ -12,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 
 from flowyard.schemas import variables as vs
-from flowyard.server.ops import secrets, variables, workspaces
+from flowyard.server.ops import concurrency, secrets, variables, workspaces
 from flowyard.server.ops.errors import DomainError, InvalidInput
 from flowyard.ui import _pages as pages
 from flowyard.ui import _sessions as sessions
@@ -26,6 +28,26 @@ NAME_HELP = "use letters, digits, '_', '.' or '-' (up to 255; not starting with 
 
 def _valid_name(name: str) -> bool:
     return re.fullmatch(vs.NAME, name) is not None
+
+
+@dataclass(frozen=True)
+class LimitRow:
+    """One concurrency limit as the card shows it."""
+
+    name: str
+    limit: int
+    held: int
+    active: bool
+    decay: float
+
+
+async def _limits(scope: pages.Scope) -> list[LimitRow]:
+    rows = await concurrency.list_limits(scope.session, scope.principal)
+    held = await concurrency.held_slots(scope.session, [row.id for row in rows])
+    return [
+        LimitRow(row.name, row.limit, held.get(row.id, 0), row.active, row.slot_decay_per_second)
+        for row in rows
+    ]
 
 
 def _preview(value: Any, limit: int = 160) -> str:
@@ -70,6 +92,7 @@ async def _page(
         next_variables=next_vars,
         secrets=secret_rows,
         next_secrets=next_secrets,
+        concurrency_limits=await _limits(scope),
         **{**defaults, **context},
     )
 
