@@ -352,7 +352,7 @@ class ConcurrencyLease(Base):
     )
     slots: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[datetime] = mapped_column()
-    flow_run_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    flow_run_id: Mapped[uuid.UUID | None] = mapped_column(default=None, index=True)
     created: Mapped[datetime] = _created()
 
 

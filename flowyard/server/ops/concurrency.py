@@ -10,7 +10,8 @@ Every lease ends by itself. ``concurrency(...)`` holds its slots for
 (a killed process, a lost sandbox) frees them when its lease runs out, and a
 finished one releases them at once. ``rate_limit(...)`` never releases: its
 lease lasts ``slots / slot_decay_per_second``, which is how the slots decay.
-Expired leases are deleted by the next take of their limit.
+Expired leases are deleted by the next take of their limit, and a flow run
+that ends gives back the leases it holds (``flow_runs``).
 
 An inactive limit limits nothing; a limit that does not exist is reported as
 ``missing`` and limits nothing either (the SDK raises in strict mode).
@@ -159,8 +160,7 @@ async def acquire(session: AsyncSession, principal: Principal, data: s.SlotReque
     now = _now()
     ids = [row.id for row in limits]
     if ids:
-        lease = m.ConcurrencyLease
-        await session.execute(delete(lease).where(lease.limit_id.in_(ids), lease.expires_at <= now))
+        await _delete_expired(session, ids, now)
     held = await held_slots(session, ids, now)
     for row in limits:
         if held.get(row.id, 0) + data.slots > row.limit:
@@ -189,6 +189,18 @@ async def acquire(session: AsyncSession, principal: Principal, data: s.SlotReque
     )
     await session.flush()
     return s.SlotGrant(acquired=True, lease_id=lease_id, expires_at=expires_at, missing=missing)
+
+
+async def _delete_expired(session: AsyncSession, limit_ids: list[uuid.UUID], now: datetime) -> None:
+    """Delete the limits' run-out leases, skipping any another transaction holds (a run
+    ending and giving back its leases): waiting on it could close a lock cycle."""
+    lease = m.ConcurrencyLease
+    query = select(lease.id).where(lease.limit_id.in_(limit_ids), lease.expires_at <= now)
+    expired = list(
+        (await session.execute(lock_rows(dialect_of(session), query, skip_locked=True))).scalars()
+    )
+    if expired:
+        await session.execute(delete(lease).where(lease.id.in_(expired)))
 
 
 async def _retry_after(

@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, select, update
+from sqlalchemy import Select, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flowyard.schemas import flow_runs as s
@@ -228,7 +228,16 @@ async def _write_state(
         run.next_scheduled_start_time = None
     if type_.is_terminal:
         run.end_time = ts
+        # A run that ended (killed, crashed, cancelled: its blocks' cleanup may never have
+        # run) gives back the concurrency slots it still holds, without waiting for them
+        # to run out.
+        await session.execute(_RELEASE_LEASES, {"run_id": run.id})
     return row
+
+
+_RELEASE_LEASES = delete(m.ConcurrencyLease).where(
+    m.ConcurrencyLease.flow_run_id == bindparam("run_id")
+)
 
 
 async def _limits(

@@ -168,3 +168,17 @@ async def test_another_workspaces_limits_and_leases_are_out_of_reach(
         assert r.status_code == 404
     assert not (await take(client, "mine"))["acquired"]  # their release freed nothing of ours
     assert (await client.get(f"/concurrency-limits/leases/{uuid.uuid4()}")).status_code in {404, 405}  # fmt: skip
+
+
+async def test_a_run_that_ends_gives_back_the_slots_it_still_holds(
+    client: httpx.AsyncClient, client_for: ClientFactory
+) -> None:
+    await make_limit(client, "one", 1)
+    run = await new_run(client)
+    async with client_for(await run_token(client, run)) as runner:
+        assert (await take(runner, "one", lease_seconds=3600))["acquired"]
+    assert not (await take(client, "one"))["acquired"]
+    # Killed before its block could release: the run is crashed, and its slot comes back.
+    r = await client.post(f"/flow-runs/{run}/state", json={"type": "CRASHED", "message": "killed"})
+    assert r.json()["status"] == "ACCEPT"
+    assert (await take(client, "one"))["acquired"]

@@ -69,6 +69,9 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_concurrency_leases_lease_id"), ["lease_id"], unique=False
         )
+        batch_op.create_index(
+            batch_op.f("ix_concurrency_leases_flow_run_id"), ["flow_run_id"], unique=False
+        )
 
 
 def downgrade() -> None:
