@@ -110,20 +110,46 @@ async def run_page(
     async with view.scope() as scope:
         live = await live_context(scope, run_id, tasks_cursor or None)
         panel = await log_panel.first_page(scope, run_id, filters, live["is_active"])
-        published = await artifacts.list_artifacts(
-            scope.session, scope.principal, flow_run_id=run_id, limit=RUN_ARTIFACTS + 1
-        )
+        published = await _artifacts(scope, run_id)
     response = view.render(
         "run.html",
         scope,
         active="runs",
         title=f"{live['run'].name} · flow run",
-        artifacts=[present(row) for row in published[:RUN_ARTIFACTS]],
-        more_artifacts=len(published) > RUN_ARTIFACTS,
+        **published,
         **panel.template_context(),
         **live,
     )
-    return pages.allow_remote_images(response) if published else response
+    # Images of artifacts shown now, or of those an active run may still publish.
+    visible = published["artifacts"] or live["is_active"]
+    return pages.allow_remote_images(response) if visible else response
+
+
+async def _artifacts(scope: pages.Scope, run_id: uuid.UUID) -> dict[str, Any]:
+    published = await artifacts.list_artifacts(
+        scope.session, scope.principal, flow_run_id=run_id, limit=RUN_ARTIFACTS + 1
+    )
+    return {
+        "artifacts": [present(row) for row in published[:RUN_ARTIFACTS]],
+        "more_artifacts": len(published) > RUN_ARTIFACTS,
+    }
+
+
+@router.get("/runs/{run_id}/artifacts")
+async def run_artifacts(view: pages.View, run_id: uuid.UUID) -> Response:
+    """The run's artifacts card, which an active run's page polls."""
+    async with view.scope() as scope:
+        run = await flow_runs.read_flow_run(scope.session, scope.principal, run_id)
+        published = await _artifacts(scope, run_id)
+    return view.render(
+        "run_artifacts.html",
+        scope,
+        run=run,
+        is_active=not StateType(run.state_type).is_terminal,
+        poll_seconds=POLL_SECONDS,
+        reference=now(),
+        **published,
+    )
 
 
 @router.get("/runs/{run_id}/live")

@@ -14,6 +14,7 @@ from tests.integration.ui.conftest import (
     make_deployment,
     make_pool,
     make_workspace_key,
+    set_state,
     start_run,
 )
 
@@ -77,13 +78,35 @@ async def test_the_run_page_shows_each_type_of_artifact_rendered(
     assert "script-src 'self';" in policy
 
 
-async def test_a_run_without_artifacts_shows_no_artifacts_card_and_keeps_the_strict_policy(
+async def test_an_active_runs_artifacts_appear_as_they_are_published(
     browser: httpx.AsyncClient, client: httpx.AsyncClient
 ) -> None:
     run = await new_run(client)
+    page = await browser.get(f"/runs/{run}")
+    assert "artifacts-title" not in page.text  # nothing published yet
+    assert f'hx-get="/runs/{run}/artifacts"' in page.text  # but the card is polled
+    # What it publishes later may hold images: the page allows them from the start.
+    assert "img-src 'self' data: https: http:;" in page.headers["Content-Security-Policy"]
+    await publish(client, "progress", 40, flow_run_id=run, key="load")
+    polled = (await browser.get(f"/runs/{run}/artifacts")).text
+    assert "artifacts-title" in polled
+    assert "40%" in polled
+    assert f'hx-get="/runs/{run}/artifacts"' in polled  # still active: it goes on polling
+    await set_state(client, run, "COMPLETED", force=True)
+    final = (await browser.get(f"/runs/{run}/artifacts")).text
+    assert "40%" in final
+    assert "hx-get" not in final  # the run ended: the card stops polling
+
+
+async def test_a_finished_run_without_artifacts_shows_no_card_and_keeps_the_strict_policy(
+    browser: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    run = await new_run(client)
+    await set_state(client, run, "COMPLETED", force=True)
     r = await browser.get(f"/runs/{run}")
     assert r.status_code == 200, r.text
     assert "artifacts-title" not in r.text
+    assert 'hx-get="/runs/' + run + '/artifacts"' not in r.text
     assert "img-src 'self' data:;" in r.headers["Content-Security-Policy"]
 
 
