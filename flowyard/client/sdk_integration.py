@@ -119,7 +119,9 @@ def _install_backends(reporter: ServerReporter, clients: _LazyClient) -> None:
         set_secret_backend(ApiSecrets(clients))
         set_deployment_backend(ApiDeployments(clients))
         set_artifact_backend(ApiArtifacts(clients, reporter))
-        set_concurrency_backend(ApiConcurrency(clients))
+        concurrency = ApiConcurrency()
+        _clients.append(concurrency)
+        set_concurrency_backend(concurrency)
 
 
 def __getattr__(name: str) -> Any:
@@ -155,7 +157,7 @@ class _LazyClient:
                 self._client = None
 
 
-_clients: list[_LazyClient] = []
+_clients: list[_LazyClient | ApiConcurrency] = []
 
 
 def uninstall() -> None:
@@ -293,37 +295,60 @@ class ApiArtifacts(ServerBacked):
             raise ValueError(f"artifact {artifact_id}: {exc.detail}") from None
 
 
-class ApiConcurrency(ServerBacked):
-    """Global concurrency limits on the server; a managed run's leases name it as holder."""
+class ApiConcurrency:
+    """Global concurrency limits on the server, over the standard-library client of its own:
+    a task throttled by a tag's limit does not load httpx into a managed run. A managed
+    run's leases name the run as their holder (its token says which run it is)."""
+
+    def __init__(self) -> None:
+        self._wire: WireClient | None = None
+        self._lock = threading.Lock()  # one connection, many task threads
+
+    def _call(self, method: str, path: str, body: object = None) -> Any:
+        with self._lock:
+            if self._wire is None:
+                self._wire = WireClient.from_config()
+            return self._wire.request(method, path, body)
 
     def acquire(self, names: list[str], slots: int, mode: Mode, lease_seconds: float) -> Grant:
         from flowyard.client._errors import ValidationError
-        from flowyard.schemas.concurrency import SlotRequest
         from flowyard.sdk._concurrency import Grant
 
+        body = {"names": names, "slots": slots, "mode": mode, "lease_seconds": lease_seconds}
         try:
-            answer = self._client.acquire_concurrency_slots(
-                SlotRequest(names=names, slots=slots, mode=mode, lease_seconds=lease_seconds)
-            )
+            answer = self._call("POST", "/concurrency-limits/acquire", body)
         except ValidationError as exc:
             raise ValueError(f"concurrency limits {names}: {exc.detail}") from None
+        lease_id = answer.get("lease_id")
         return Grant(
-            acquired=answer.acquired,
-            lease_id=answer.lease_id,
-            retry_after=answer.retry_after_seconds or 1.0,
-            missing=tuple(answer.missing),
-            blocked_by=answer.blocked_by,
+            acquired=bool(answer["acquired"]),
+            lease_id=uuid.UUID(lease_id) if lease_id else None,
+            retry_after=float(answer.get("retry_after_seconds") or 1.0),
+            missing=tuple(answer.get("missing") or ()),
+            blocked_by=answer.get("blocked_by"),
         )
 
     def renew(self, lease_id: uuid.UUID, lease_seconds: float) -> bool:
         try:
-            self._client.renew_concurrency_lease(lease_id, lease_seconds)
+            path = f"/concurrency-limits/leases/{lease_id}/renew"
+            self._call("POST", path, {"lease_seconds": lease_seconds})
         except NotFoundError:
             return False
         return True
 
     def release(self, lease_id: uuid.UUID) -> None:
-        self._client.release_concurrency_lease(lease_id)
+        self._call("DELETE", f"/concurrency-limits/leases/{lease_id}")
+
+    def limit_names(self) -> frozenset[str]:
+        return frozenset(
+            limit["name"] for limit in self._call("GET", "/concurrency-limits") if limit["active"]
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._wire is not None:
+                self._wire.close()
+                self._wire = None
 
 
 class ApiResultStore(ServerBacked):

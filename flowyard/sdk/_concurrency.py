@@ -15,6 +15,12 @@ Limits live on the server and are reached through a
 that does not exist limits nothing (a warning says so once per name);
 ``strict=True`` raises :class:`ConcurrencySlotAcquisitionError` instead, as
 it does when there is no server at all.
+
+A task run whose tags include ``T`` holds a slot of the limit ``tag:T``, if
+there is one, while it runs (Prefect's tag-based task concurrency): the
+engine asks :func:`tag_slots`, which knows the limits' names from one read
+every ``TAG_LIMITS_SECONDS``, so tagged tasks cost no request when no tag
+is limited.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -87,9 +93,16 @@ class ConcurrencyBackend(Protocol):
         """Free a lease's slots."""
         ...
 
+    def limit_names(self) -> frozenset[str]:
+        """The names of the active limits (to find the ``tag:`` ones)."""
+        ...
+
 
 _backend: ConcurrencyBackend | None = None
 _warned: set[str] = set()
+TAG_LIMITS_SECONDS = 10.0
+# (when read, by which backend, the active limits' names)
+_known: tuple[float, object, frozenset[str]] = (float("-inf"), None, frozenset())
 
 
 def set_concurrency_backend(backend: ConcurrencyBackend | None) -> ConcurrencyBackend | None:
@@ -291,6 +304,25 @@ def concurrency(
                     lease_id,
                     exc,
                 )
+
+
+def tag_slots(tags: frozenset[str]) -> AbstractContextManager[None] | None:
+    """A slot of the ``tag:<tag>`` limit of each of ``tags`` that has one, held for the
+    ``with`` (a task run's attempts); None when no tag is limited or there is no server."""
+    global _known
+    backend = _current_backend()
+    if backend is None:
+        return None
+    read_at, read_from, names = _known
+    if read_from is not backend or time.monotonic() - read_at > TAG_LIMITS_SECONDS:
+        try:
+            names = backend.limit_names()
+        except Exception as exc:  # the server is away: run unthrottled rather than fail
+            _warn_once("-tag-limits", "Could not read the tag concurrency limits: %s", exc)
+            return None
+        _known = (time.monotonic(), backend, names)
+    limited = [f"tag:{tag}" for tag in sorted(tags) if f"tag:{tag}" in names]
+    return concurrency(limited) if limited else None
 
 
 def rate_limit(

@@ -59,6 +59,8 @@ from flowyard.sdk._states import (
 from flowyard.sdk._timeouts import async_timeout, sync_timeout
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from flowyard.sdk._futures import FlowyardFuture
     from flowyard.sdk._results import ResultStore
     from flowyard.sdk._tasks import Task
@@ -438,6 +440,13 @@ def _run_coroutine(awaitable: Awaitable[object]) -> object:
     return asyncio.run(wrapper())
 
 
+def _tag_slots(tags: frozenset[str]) -> AbstractContextManager[None] | None:
+    """Slots of the ``tag:`` concurrency limits of a tagged task run (loaded only for one)."""
+    from flowyard.sdk._concurrency import tag_slots
+
+    return tag_slots(tags)
+
+
 def run_task_sync(engine: TaskRunEngine, return_state: bool, in_worker: bool = False) -> object:
     """Run a synchronous task to its final state (``in_worker``: never raise)."""
     task = engine.task
@@ -448,24 +457,36 @@ def run_task_sync(engine: TaskRunEngine, return_state: bool, in_worker: bool = F
     try:
         if engine.resolve_inputs() and not engine.load_cached():
             call = task.call_signature.call
-            while True:
-                engine.begin_attempt()
+            slots = _tag_slots(engine.task_run.tags) if engine.task_run.tags else None
+            throttled_out = False
+            if slots is not None:
                 try:
-                    if task.timeout_seconds:
-                        with sync_timeout(task.timeout_seconds, TaskRunTimeoutError):
+                    slots.__enter__()  # a slot of each limited tag, held through the retries
+                except Exception as exc:  # a limit of 0 slots, say: the task cannot run
+                    engine.fail(exc)
+                    slots, throttled_out = None, True
+            try:
+                while not throttled_out:
+                    engine.begin_attempt()
+                    try:
+                        if task.timeout_seconds:
+                            with sync_timeout(task.timeout_seconds, TaskRunTimeoutError):
+                                value = call(engine.context.parameters)
+                        else:
                             value = call(engine.context.parameters)
+                    except Exception as exc:
+                        delay = engine.retry_delay(exc)
+                        if delay is None:
+                            engine.fail(exc)
+                            break
+                        if delay:
+                            time.sleep(delay)
                     else:
-                        value = call(engine.context.parameters)
-                except Exception as exc:
-                    delay = engine.retry_delay(exc)
-                    if delay is None:
-                        engine.fail(exc)
+                        engine.succeed(value)
                         break
-                    if delay:
-                        time.sleep(delay)
-                else:
-                    engine.succeed(value)
-                    break
+            finally:
+                if slots is not None:
+                    slots.__exit__(None, None, None)
         for hook in engine.hooks():
             try:
                 pending = engine.run_hook(hook)
@@ -500,25 +521,42 @@ async def run_task_async(
         patch.__enter__()
     try:
         if engine.resolve_inputs() and not engine.load_cached():
-            while True:
-                engine.begin_attempt()
-                try:
-                    async with async_timeout(task.timeout_seconds, TaskRunTimeoutError):
-                        value = await cast(
-                            "Awaitable[object]", task.call_signature.call(engine.context.parameters)
-                        )
-                except Exception as exc:
-                    delay = engine.retry_delay(exc)
-                    if delay is None:
-                        engine.fail(exc)
-                        break
-                    if delay:
-                        import asyncio
+            slots = _tag_slots(engine.task_run.tags) if engine.task_run.tags else None
+            throttled_out = False
+            if slots is not None:
+                import asyncio
 
-                        await asyncio.sleep(delay)
-                else:
-                    engine.succeed(value)
-                    break
+                try:
+                    await asyncio.to_thread(slots.__enter__)  # waits on a thread, not the loop
+                except Exception as exc:  # a limit of 0 slots, say: the task cannot run
+                    engine.fail(exc)
+                    slots, throttled_out = None, True
+            try:
+                while not throttled_out:
+                    engine.begin_attempt()
+                    try:
+                        async with async_timeout(task.timeout_seconds, TaskRunTimeoutError):
+                            value = await cast(
+                                "Awaitable[object]",
+                                task.call_signature.call(engine.context.parameters),
+                            )
+                    except Exception as exc:
+                        delay = engine.retry_delay(exc)
+                        if delay is None:
+                            engine.fail(exc)
+                            break
+                        if delay:
+                            import asyncio
+
+                            await asyncio.sleep(delay)
+                    else:
+                        engine.succeed(value)
+                        break
+            finally:
+                if slots is not None:
+                    import asyncio
+
+                    await asyncio.to_thread(slots.__exit__, None, None, None)
         for hook in engine.hooks():
             try:
                 pending = engine.run_hook(hook)

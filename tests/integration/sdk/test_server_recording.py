@@ -424,3 +424,34 @@ def test_global_concurrency_limits_hold_across_threads_and_free_every_slot(
     strict = concurrency("no-such-limit", strict=True)
     with pytest.raises(ConcurrencySlotAcquisitionError, match="no concurrency limit named"):
         strict.__enter__()
+
+
+def test_a_tag_concurrency_limit_throttles_the_tasks_with_that_tag(api: SyncClient) -> None:
+    import threading
+    import time
+
+    from flowyard.schemas.concurrency import ConcurrencyLimitCreate
+    from flowyard.sdk import _concurrency
+
+    _concurrency._known = (float("-inf"), None, frozenset())  # no names read before the limit
+    api.create_concurrency_limit(ConcurrencyLimitCreate(name="tag:small-db", limit=1))
+    inside, most = [0], [0]
+    lock = threading.Lock()
+
+    @task(tags=["small-db"])
+    def write(i: int) -> int:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.03)
+        with lock:
+            inside[0] -= 1
+        return i
+
+    @flow
+    def writes() -> list[int]:
+        return [f.result() for f in write.map(range(4))]
+
+    assert writes() == list(range(4))
+    assert most[0] == 1
+    assert api.read_concurrency_limit("tag:small-db").active_slots == 0

@@ -31,6 +31,7 @@ class Limits:
         self.limits = dict(limits)
         self.leases: dict[uuid.UUID, tuple[list[str], int, float]] = {}
         self.renewals = 0
+        self.name_reads = 0
         self.most_held: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -64,6 +65,10 @@ class Limits:
     def release(self, lease_id: uuid.UUID) -> None:
         with self._lock:
             self.leases.pop(lease_id, None)
+
+    def limit_names(self) -> frozenset[str]:
+        self.name_reads += 1
+        return frozenset(self.limits)
 
 
 @pytest.fixture
@@ -204,3 +209,69 @@ def test_with_no_server_limits_are_not_enforced_and_strict_says_why(
     assert caplog.text.count("Concurrency limits are not enforced") == 1
     with pytest.raises(ConcurrencySlotAcquisitionError, match="no Flowyard server"):
         rate_limit("db", strict=True)
+
+
+def test_a_tagged_task_holds_a_slot_of_its_tags_limit_while_it_runs(
+    limits: Limits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_concurrency, "_known", (float("-inf"), None, frozenset()))
+    limits.limits["tag:warehouse"] = 1
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    @task(tags=["warehouse", "nightly"])  # "nightly" has no limit: it throttles nothing
+    def load(i: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        return i
+
+    @task(tags=["nightly"])
+    def untouched() -> int:
+        return 1
+
+    @flow
+    def loads() -> list[int]:
+        untouched()
+        return [f.result() for f in load.map(range(5))]
+
+    assert loads() == list(range(5))
+    assert most[0] == 1
+    assert limits.most_held["tag:warehouse"] == 1
+    assert "tag:nightly" not in limits.most_held
+    assert limits.held("tag:warehouse") == 0
+    assert limits.name_reads == 1  # the limits' names are read once, not per task
+
+
+def test_a_tagged_task_whose_limit_has_no_slots_fails_saying_why(
+    limits: Limits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_concurrency, "_known", (float("-inf"), None, frozenset()))
+
+    class Refusing(Limits):
+        def acquire(self, names: list[str], slots: int, mode: Mode, seconds: float) -> Grant:
+            raise ValueError("1 slots can never be taken of 'tag:frozen' (limit 0)")
+
+    set_concurrency_backend(Refusing(**{"tag:frozen": 0}))
+    ran: list[int] = []
+
+    @task(tags=["frozen"])
+    def frozen() -> None:
+        ran.append(1)
+
+    @task(tags=["frozen"])
+    async def frozen_async() -> None:
+        ran.append(1)
+
+    @flow
+    def tries() -> tuple[object, object]:
+        return frozen(return_state=True), asyncio.run(frozen_async(return_state=True))  # type: ignore[call-overload]
+
+    sync_state, async_state = tries()
+    for state in (sync_state, async_state):
+        assert state.is_failed()
+        assert "can never be taken of 'tag:frozen'" in state.message
+    assert ran == []
