@@ -101,6 +101,7 @@ class ConcurrencyBackend(Protocol):
 _backend: ConcurrencyBackend | None = None
 _warned: set[str] = set()
 TAG_LIMITS_SECONDS = 10.0
+MAX_POLL_SECONDS = 1.0
 # (when read, by which backend, the active limits' names)
 _known: tuple[float, object, frozenset[str]] = (float("-inf"), None, frozenset())
 
@@ -159,6 +160,10 @@ def _take(
         raise ValueError(f"occupy must be a whole number of slots, at least 1; got {occupy!r}")
     deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
     said_waiting = False
+    # A held slot is usually released long before its lease would run out, so a waiter
+    # asks again soon, then less often: 50 ms doubling to 1 s. A rate limit's slots free
+    # themselves when the server says, so its hint is followed as it is.
+    backoff = 0.05
     while True:
         grant = backend.acquire(names, occupy, mode, lease_seconds)
         if grant.missing:
@@ -177,7 +182,9 @@ def _take(
                 )
         if grant.acquired:
             return grant
-        wait = grant.retry_after * random.uniform(0.8, 1.2)  # jitter: waiters do not ask in step
+        hint = grant.retry_after if mode == "rate_limit" else min(grant.retry_after, backoff)
+        backoff = min(backoff * 2, MAX_POLL_SECONDS)
+        wait = hint * random.uniform(0.8, 1.2)  # jitter: waiters do not ask in step
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
