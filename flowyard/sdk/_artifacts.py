@@ -145,18 +145,19 @@ def _draft(kind: str, data: Any, key: str | None, description: str | None) -> Ar
     if description is not None and not isinstance(description, str):
         raise TypeError(f"description must be text, got {type(description).__name__}")
     task = task_run_context.get()
-    flow = task.flow_run_context if task is not None else flow_run_context.get()
-    if task is not None:
-        flow_run_id: uuid.UUID | None = task.task_run.flow_run_id
-    else:
-        flow_run_id = flow.flow_run.id if flow is not None else None
+    flow = flow_run_context.get()
+    flow_run_id = task.task_run.flow_run_id if task is not None else None
+    if flow_run_id is None and flow is not None:
+        flow_run_id = flow.flow_run.id
+    # A task called outside any flow has no run the server knows: its artifact has none.
+    task_run_id = task.task_run.id if task is not None and flow_run_id is not None else None
     return ArtifactDraft(
         type=kind,
         data=data,
         key=key,
         description=description,
         flow_run_id=flow_run_id,
-        task_run_id=task.task_run.id if task is not None else None,
+        task_run_id=task_run_id,
     )
 
 

@@ -57,6 +57,17 @@ def test_an_artifact_belongs_to_the_flow_run_and_task_run_that_publish_it(
     assert task_made.data == [{"rows": 3}]
 
 
+def test_a_task_called_outside_a_flow_publishes_an_artifact_of_no_run(
+    kept: InMemoryArtifacts,
+) -> None:
+    @task
+    def alone() -> uuid.UUID:
+        return create_markdown_artifact("# alone")  # type: ignore[return-value]
+
+    made = kept.artifacts[alone()]
+    assert (made.flow_run_id, made.task_run_id) == (None, None)
+
+
 def test_outside_a_run_an_artifact_belongs_to_no_run(kept: InMemoryArtifacts) -> None:
     made = kept.artifacts[create_link_artifact("https://example.com", "docs")]  # type: ignore[index]
     assert (made.data, made.flow_run_id, made.task_run_id) == (
