@@ -17,6 +17,7 @@ of each method on ``httpx.Client`` (two implementations to keep equal).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import weakref
@@ -62,26 +63,31 @@ class LoopThread:
                 )
             if not self._thread.is_alive():
                 self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future: concurrent.futures.Future[T] | None = None
         try:
+            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
             return future.result()
         except BaseException:
             # Ctrl-C while waiting: do not leave the request running on the loop.
-            future.cancel()
+            if future is not None:
+                future.cancel()
             raise
 
     def iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
         """Pull an async iterator from sync code, one item per round trip to the loop."""
+        # The step in flight, as the loop sees it: a Ctrl-C can land before ``run`` holds
+        # the step's future, and then only this can still cancel it.
+        step: list[asyncio.Task[Any]] = []
         try:
             while True:
-                batch = self.run(_next(items))
+                batch = self.run(_next(items, step))
                 if not batch:
                     return
                 yield batch[0]
         finally:
             # Also reached on Ctrl-C mid-item: closing must not mask that.
             if not self._closed:
-                self.run(_aclose(items))
+                self.run(_aclose(items, step))
 
     def stop(self) -> None:
         """Stop and close the loop (idempotent)."""
@@ -97,15 +103,22 @@ class LoopThread:
             self.loop.close()
 
 
-async def _next(items: AsyncIterator[T]) -> list[T]:
+async def _next(items: AsyncIterator[T], step: list[asyncio.Task[Any]]) -> list[T]:
     # StopAsyncIteration must not cross into a concurrent future: "no item" says done.
+    task = asyncio.current_task()
+    if task is not None:
+        step.append(task)
     try:
         return [await items.__anext__()]
     except StopAsyncIteration:
         return []
+    finally:
+        step.clear()
 
 
-async def _aclose(items: AsyncIterator[T]) -> None:
+async def _aclose(items: AsyncIterator[T], step: list[asyncio.Task[Any]]) -> None:
+    for task in step:  # abandoned mid-item: stop the item's request first
+        task.cancel()
     aclose = getattr(items, "aclose", None)
     if aclose is None:
         return

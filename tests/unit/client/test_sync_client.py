@@ -171,6 +171,45 @@ class Interrupted(Exception):
     """Stands in for KeyboardInterrupt, which would also stop the test session."""
 
 
+def test_an_interrupt_before_the_wait_begins_still_cancels_the_abandoned_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flowyard.client import _loop
+
+    entered = threading.Event()
+    cancelled = threading.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if entered.is_set():
+            return httpx.Response(200, json={"status": "ok"})
+        entered.set()
+        try:
+            await asyncio.Event().wait()  # a server that never answers
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        raise AssertionError("unreachable")
+
+    schedule = asyncio.run_coroutine_threadsafe
+    interrupt_next_step = [True]
+
+    def scheduled_then_interrupted(coro: object, loop: asyncio.AbstractEventLoop) -> object:
+        future = schedule(coro, loop)  # type: ignore[arg-type]
+        if interrupt_next_step[0] and getattr(coro, "__name__", "") == "_next":
+            interrupt_next_step[0] = False
+            assert entered.wait(10)
+            raise Interrupted  # Ctrl-C lands before the caller holds the future
+        return future
+
+    monkeypatch.setattr(_loop.asyncio, "run_coroutine_threadsafe", scheduled_then_interrupted)
+    with SyncClient("http://api.test/api", transport=httpx.MockTransport(handler)) as client:
+        runs = client.iter_flow_runs()
+        with pytest.raises(Interrupted):
+            next(runs)
+        assert cancelled.wait(10)  # the step still in flight was cancelled, not left running
+        assert client.check_health() is True
+
+
 def test_an_interrupt_while_waiting_cancels_the_request_and_leaves_the_client_usable() -> None:
     entered = threading.Event()
     cancelled = threading.Event()
