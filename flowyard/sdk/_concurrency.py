@@ -31,8 +31,13 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+)
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -147,30 +152,37 @@ def _no_backend(names: list[str], strict: bool) -> None:
     _warn_once("-no-server", "Concurrency limits are not enforced: %s.", reason)
 
 
-def _take(
-    backend: ConcurrencyBackend,
-    names: list[str],
-    occupy: int,
-    mode: Mode,
-    timeout_seconds: float | None,
-    strict: bool,
-    lease_seconds: float,
-) -> Grant:
-    if not isinstance(occupy, int) or isinstance(occupy, bool) or occupy < 1:
-        raise ValueError(f"occupy must be a whole number of slots, at least 1; got {occupy!r}")
-    deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-    said_waiting = False
-    # A held slot is usually released long before its lease would run out, so a waiter
-    # asks again soon, then less often: 50 ms doubling to 1 s. A rate limit's slots free
-    # themselves when the server says, so its hint is followed as it is.
-    backoff = 0.05
-    while True:
-        grant = backend.acquire(names, occupy, mode, lease_seconds)
+class _Taking:
+    """One take's wait: what each answer means (take it, wait how long, or give up), shared
+    by the blocking and the async forms."""
+
+    def __init__(
+        self,
+        backend: ConcurrencyBackend,
+        names: list[str],
+        occupy: int,
+        mode: Mode,
+        timeout_seconds: float | None,
+        strict: bool,
+    ) -> None:
+        if not isinstance(occupy, int) or isinstance(occupy, bool) or occupy < 1:
+            raise ValueError(f"occupy must be a whole number of slots, at least 1; got {occupy!r}")
+        self.backend, self.names, self.occupy, self.mode = backend, names, occupy, mode
+        self.timeout_seconds, self.strict = timeout_seconds, strict
+        self.deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        self.said_waiting = False
+        # A held slot is usually released long before its lease would run out, so a waiter
+        # asks again soon, then less often: 50 ms doubling to 1 s. A rate limit's slots
+        # free themselves when the server says, so its hint is followed as it is.
+        self.backoff = 0.05
+
+    def wait_after(self, grant: Grant) -> float | None:
+        """None once ``grant`` holds the slots; else how long to wait before asking again."""
         if grant.missing:
             missing = ", ".join(map(repr, grant.missing))
-            if strict:
+            if self.strict:
                 if grant.lease_id is not None:
-                    backend.release(grant.lease_id)
+                    self.backend.release(grant.lease_id)
                 raise ConcurrencySlotAcquisitionError(f"no concurrency limit named {missing}")
             for name in grant.missing:
                 _warn_once(
@@ -181,26 +193,90 @@ def _take(
                     name,
                 )
         if grant.acquired:
-            return grant
-        hint = grant.retry_after if mode == "rate_limit" else min(grant.retry_after, backoff)
-        backoff = min(backoff * 2, MAX_POLL_SECONDS)
+            return None
+        hint = grant.retry_after
+        if self.mode != "rate_limit":
+            hint = min(hint, self.backoff)
+        self.backoff = min(self.backoff * 2, MAX_POLL_SECONDS)
         wait = hint * random.uniform(0.8, 1.2)  # jitter: waiters do not ask in step
-        if deadline is not None:
-            left = deadline - time.monotonic()
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
             if left <= 0:
                 raise AcquireConcurrencySlotTimeoutError(
-                    f"could not take {occupy} slot(s) of {', '.join(map(repr, names))} within "
-                    f"{timeout_seconds:g} s: {grant.blocked_by!r} stayed full"
+                    f"could not take {self.occupy} slot(s) of "
+                    f"{', '.join(map(repr, self.names))} within {self.timeout_seconds:g} s: "
+                    f"{grant.blocked_by!r} stayed full"
                 )
             wait = min(wait, left)
-        if not said_waiting:
-            said_waiting = True
+        if not self.said_waiting:
+            self.said_waiting = True
             _run_logger().info(
                 "Waiting for %d slot(s) of concurrency limit %r: it is full",
-                occupy,
+                self.occupy,
                 grant.blocked_by,
             )
+        return wait
+
+
+def _take(
+    backend: ConcurrencyBackend,
+    names: list[str],
+    occupy: int,
+    mode: Mode,
+    timeout_seconds: float | None,
+    strict: bool,
+    lease_seconds: float,
+) -> Grant:
+    taking = _Taking(backend, names, occupy, mode, timeout_seconds, strict)
+    while True:
+        grant = backend.acquire(names, occupy, mode, lease_seconds)
+        wait = taking.wait_after(grant)
+        if wait is None:
+            return grant
         time.sleep(wait)
+
+
+async def _atake(
+    backend: ConcurrencyBackend,
+    names: list[str],
+    occupy: int,
+    mode: Mode,
+    timeout_seconds: float | None,
+    strict: bool,
+    lease_seconds: float,
+) -> Grant:
+    """:func:`_take` for the event loop: it waits with ``asyncio.sleep`` and sends each
+    request from a thread, so waiters never hold the threads that releases need."""
+    import asyncio
+
+    taking = _Taking(backend, names, occupy, mode, timeout_seconds, strict)
+    while True:
+        asking = asyncio.ensure_future(
+            asyncio.to_thread(backend.acquire, names, occupy, mode, lease_seconds)
+        )
+        try:
+            grant = await asyncio.shield(asking)
+        except asyncio.CancelledError:
+            # Cancelled while the request is out: give back whatever it takes.
+            asking.add_done_callback(lambda done: _give_back(backend, done))
+            raise
+        wait = await asyncio.to_thread(taking.wait_after, grant)  # may release (strict)
+        if wait is None:
+            return grant
+        await asyncio.sleep(wait)
+
+
+def _give_back(backend: ConcurrencyBackend, done: object) -> None:
+    grant = done.result() if not done.cancelled() and done.exception() is None else None  # type: ignore[attr-defined]
+    if grant is not None and grant.lease_id is not None:
+        threading.Thread(target=_release_quietly, args=(backend, grant.lease_id)).start()
+
+
+def _release_quietly(backend: ConcurrencyBackend, lease_id: uuid.UUID) -> None:
+    try:
+        backend.release(lease_id)
+    except Exception as exc:  # it runs out by itself
+        _logger.warning("Could not release concurrency lease %s: %s", lease_id, exc)
 
 
 def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -313,23 +389,84 @@ def concurrency(
                 )
 
 
-def tag_slots(tags: frozenset[str]) -> AbstractContextManager[None] | None:
-    """A slot of the ``tag:<tag>`` limit of each of ``tags`` that has one, held for the
-    ``with`` (a task run's attempts); None when no tag is limited or there is no server."""
+@asynccontextmanager
+async def aconcurrency(
+    names: str | list[str],
+    occupy: int = 1,
+    timeout_seconds: float | None = None,
+    max_retries: int | None = None,
+    lease_duration: float = 300,
+    strict: bool = False,
+    holder: object = None,
+) -> AsyncIterator[None]:
+    """:func:`concurrency` for ``async with``: waits on the event loop, not on a thread."""
+    import asyncio
+
+    listed = _names(names)
+    backend = _current_backend()
+    if backend is None:
+        _no_backend(listed, strict)
+        yield
+        return
+    grant = await _atake(
+        backend, listed, occupy, "concurrency", timeout_seconds, strict, lease_duration
+    )
+    lease_id = grant.lease_id
+    if lease_id is not None:
+        _renewer.hold(backend, lease_id, lease_duration)
+    try:
+        yield
+    finally:
+        if lease_id is not None:
+            _renewer.drop(lease_id)
+            await asyncio.to_thread(_release_quietly, backend, lease_id)
+
+
+def _limited_tags(tags: frozenset[str]) -> list[str]:
+    """The ``tag:<tag>`` limits that exist for ``tags`` (names read once per interval)."""
     global _known
     backend = _current_backend()
     if backend is None:
-        return None
+        return []
     read_at, read_from, names = _known
     if read_from is not backend or time.monotonic() - read_at > TAG_LIMITS_SECONDS:
         try:
             names = backend.limit_names()
         except Exception as exc:  # the server is away: run unthrottled rather than fail
             _warn_once("-tag-limits", "Could not read the tag concurrency limits: %s", exc)
-            return None
+            return []
         _known = (time.monotonic(), backend, names)
-    limited = [f"tag:{tag}" for tag in sorted(tags) if f"tag:{tag}" in names]
+    return [f"tag:{tag}" for tag in sorted(tags) if f"tag:{tag}" in names]
+
+
+def tag_slots(tags: frozenset[str]) -> AbstractContextManager[None] | None:
+    """A slot of the ``tag:<tag>`` limit of each of ``tags`` that has one, held for the
+    ``with`` (a task run's attempts); None when no tag is limited or there is no server."""
+    limited = _limited_tags(tags)
     return concurrency(limited) if limited else None
+
+
+async def atag_slots(tags: frozenset[str]) -> AbstractAsyncContextManager[None] | None:
+    """:func:`tag_slots` for an async task run."""
+    import asyncio
+
+    limited = await asyncio.to_thread(_limited_tags, tags)
+    return aconcurrency(limited) if limited else None
+
+
+async def arate_limit(
+    names: str | list[str],
+    occupy: int = 1,
+    timeout_seconds: float | None = None,
+    strict: bool = False,
+) -> None:
+    """:func:`rate_limit` for the event loop."""
+    listed = _names(names)
+    backend = _current_backend()
+    if backend is None:
+        _no_backend(listed, strict)
+        return
+    await _atake(backend, listed, occupy, "rate_limit", timeout_seconds, strict, 300)
 
 
 def rate_limit(

@@ -59,7 +59,7 @@ from flowyard.sdk._states import (
 from flowyard.sdk._timeouts import async_timeout, sync_timeout
 
 if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
+    from contextlib import AbstractAsyncContextManager, AbstractContextManager
 
     from flowyard.sdk._futures import FlowyardFuture
     from flowyard.sdk._results import ResultStore
@@ -440,11 +440,44 @@ def _run_coroutine(awaitable: Awaitable[object]) -> object:
     return asyncio.run(wrapper())
 
 
-def _tag_slots(tags: frozenset[str]) -> AbstractContextManager[None] | None:
-    """Slots of the ``tag:`` concurrency limits of a tagged task run (loaded only for one)."""
+def _tag_slots(engine: TaskRunEngine) -> tuple[AbstractContextManager[None] | None, bool]:
+    """The slots of a tagged task run's ``tag:`` concurrency limits, taken (waiting while
+    full), and whether the task may run: a refusal (a limit of 0 slots) fails it; the
+    server being away lets it run unthrottled rather than fail it."""
     from flowyard.sdk._concurrency import tag_slots
 
-    return tag_slots(tags)
+    slots = tag_slots(engine.task_run.tags)
+    if slots is None:
+        return None, True
+    try:
+        slots.__enter__()
+    except ValueError as exc:
+        engine.fail(exc)
+        return None, False
+    except Exception as exc:
+        engine.log(logging.WARNING, f"Running without its tag concurrency limits: {exc}")
+        return None, True
+    return slots, True
+
+
+async def _atag_slots(
+    engine: TaskRunEngine,
+) -> tuple[AbstractAsyncContextManager[None] | None, bool]:
+    """:func:`_tag_slots` for an async task run: it waits on the event loop."""
+    from flowyard.sdk._concurrency import atag_slots
+
+    slots = await atag_slots(engine.task_run.tags)
+    if slots is None:
+        return None, True
+    try:
+        await slots.__aenter__()
+    except ValueError as exc:
+        engine.fail(exc)
+        return None, False
+    except Exception as exc:
+        engine.log(logging.WARNING, f"Running without its tag concurrency limits: {exc}")
+        return None, True
+    return slots, True
 
 
 def run_task_sync(engine: TaskRunEngine, return_state: bool, in_worker: bool = False) -> object:
@@ -457,16 +490,10 @@ def run_task_sync(engine: TaskRunEngine, return_state: bool, in_worker: bool = F
     try:
         if engine.resolve_inputs() and not engine.load_cached():
             call = task.call_signature.call
-            slots = _tag_slots(engine.task_run.tags) if engine.task_run.tags else None
-            throttled_out = False
-            if slots is not None:
-                try:
-                    slots.__enter__()  # a slot of each limited tag, held through the retries
-                except Exception as exc:  # a limit of 0 slots, say: the task cannot run
-                    engine.fail(exc)
-                    slots, throttled_out = None, True
+            # A slot of each limited tag, held through the retries.
+            slots, may_run = _tag_slots(engine) if engine.task_run.tags else (None, True)
             try:
-                while not throttled_out:
+                while may_run:
                     engine.begin_attempt()
                     try:
                         if task.timeout_seconds:
@@ -521,18 +548,9 @@ async def run_task_async(
         patch.__enter__()
     try:
         if engine.resolve_inputs() and not engine.load_cached():
-            slots = _tag_slots(engine.task_run.tags) if engine.task_run.tags else None
-            throttled_out = False
-            if slots is not None:
-                import asyncio
-
-                try:
-                    await asyncio.to_thread(slots.__enter__)  # waits on a thread, not the loop
-                except Exception as exc:  # a limit of 0 slots, say: the task cannot run
-                    engine.fail(exc)
-                    slots, throttled_out = None, True
+            aslots, may_run = await _atag_slots(engine) if engine.task_run.tags else (None, True)
             try:
-                while not throttled_out:
+                while may_run:
                     engine.begin_attempt()
                     try:
                         async with async_timeout(task.timeout_seconds, TaskRunTimeoutError):
@@ -553,10 +571,8 @@ async def run_task_async(
                         engine.succeed(value)
                         break
             finally:
-                if slots is not None:
-                    import asyncio
-
-                    await asyncio.to_thread(slots.__exit__, None, None, None)
+                if aslots is not None:
+                    await aslots.__aexit__(None, None, None)
         for hook in engine.hooks():
             try:
                 pending = engine.run_hook(hook)

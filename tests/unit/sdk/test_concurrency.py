@@ -275,3 +275,47 @@ def test_a_tagged_task_whose_limit_has_no_slots_fails_saying_why(
         assert state.is_failed()
         assert "can never be taken of 'tag:frozen'" in state.message
     assert ran == []
+
+
+def test_many_async_waiters_never_starve_the_holders_release(limits: Limits) -> None:
+    async def main() -> int:
+        # Fewer threads than waiters: a waiter that held a thread while it waited would
+        # leave the holder's release no thread to run on.
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(2))
+        done = 0
+
+        async def hold() -> None:
+            nonlocal done
+            async with aconcurrency.concurrency("api"):
+                await asyncio.sleep(0.01)
+            done += 1
+
+        await asyncio.wait_for(asyncio.gather(*(hold() for _ in range(6))), 30)
+        return done
+
+    assert asyncio.run(main()) == 6
+    assert limits.held("api") == 0
+
+
+def test_a_tagged_task_runs_unthrottled_when_the_limits_cannot_be_reached(
+    limits: Limits, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(_concurrency, "_known", (float("-inf"), None, frozenset()))
+
+    class Away(Limits):
+        def acquire(self, names: list[str], slots: int, mode: Mode, seconds: float) -> Grant:
+            raise ConnectionError("the server is away")
+
+    set_concurrency_backend(Away(**{"tag:db": 1}))
+
+    @task(tags=["db"])
+    def write() -> int:
+        return 1
+
+    @flow
+    def writes() -> int:
+        return write()
+
+    with caplog.at_level(logging.WARNING):
+        assert writes() == 1
+    assert "Running without its tag concurrency limits: the server is away" in caplog.text
