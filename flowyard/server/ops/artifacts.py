@@ -32,6 +32,7 @@ from flowyard.server.ops.variables import check_value
 
 MAX_PAGE = 500
 MAX_TABLE_COLUMNS = 500
+MAX_TABLE_CELLS = 250_000
 
 
 def _url(value: Any, field: str) -> str:
@@ -43,15 +44,36 @@ def _url(value: Any, field: str) -> str:
     return value.strip()
 
 
+def _check_shape(columns: int, rows: int) -> None:
+    """Refuse a table before building it: padding short rows or columns could otherwise
+    turn a small body into millions of cells."""
+    if columns > MAX_TABLE_COLUMNS:
+        raise InvalidInput("data", f"has {columns} columns; the limit is {MAX_TABLE_COLUMNS}")
+    if columns * rows > MAX_TABLE_CELLS:
+        raise InvalidInput(
+            "data",
+            f"has {rows} rows of {columns} columns ({columns * rows} cells); "
+            f"the limit is {MAX_TABLE_CELLS} cells",
+        )
+
+
 def _table(value: Any) -> dict[str, Any]:
     """Rows as objects, rows as lists, or an object of columns → columns and rows."""
     if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
+        _check_shape(len(value), max((len(v) for v in value.values()), default=0))
         columns = [str(c) for c in value]
         rows = [list(row) for row in itertools.zip_longest(*value.values())]
     elif isinstance(value, list) and all(isinstance(r, dict) for r in value):
-        columns = list(dict.fromkeys(str(c) for row in value for c in row))
+        names: dict[str, None] = {}
+        for row in value:
+            names.update(dict.fromkeys(str(c) for c in row))
+            if len(names) > MAX_TABLE_COLUMNS:
+                break
+        _check_shape(len(names), len(value))
+        columns = list(names)
         rows = [[row.get(c) for c in columns] for row in value]
     elif isinstance(value, list) and all(isinstance(r, list) for r in value):
+        _check_shape(max((len(r) for r in value), default=0), len(value))
         columns, rows = [], [list(r) for r in value]
     else:
         raise InvalidInput(
@@ -59,9 +81,9 @@ def _table(value: Any) -> dict[str, Any]:
             "expected a table: a list of rows (all objects or all lists), "
             "or an object whose values are columns (lists)",
         )
-    if len(columns) > MAX_TABLE_COLUMNS:
-        raise InvalidInput("data", f"has {len(columns)} columns; the limit is {MAX_TABLE_COLUMNS}")
-    return {"columns": columns, "rows": rows}
+    table = {"columns": columns, "rows": rows}
+    check_value(table, "data", s.MAX_DATA_BYTES)  # as stored, padding included
+    return table
 
 
 def normalise(kind: str, data: Any) -> Any:

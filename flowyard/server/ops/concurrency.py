@@ -128,6 +128,8 @@ async def acquire(session: AsyncSession, principal: Principal, data: s.SlotReque
     """All the slots asked for, under one lease, or a hint of when to ask again."""
     names = list(dict.fromkeys(data.names))
     holder = data.flow_run_id or (principal.flow_run_id if principal.is_run_token else None)
+    if data.mode == "rate_limit":
+        holder = None  # its slots free themselves by decay, not when its run ends
     if data.flow_run_id is not None:
         try:
             await flow_runs.read_flow_run(session, principal, data.flow_run_id)
@@ -170,8 +172,10 @@ async def acquire(session: AsyncSession, principal: Principal, data: s.SlotReque
                 missing=missing,
                 blocked_by=row.name,
             )
+    if not limits:  # nothing limits this take: no lease to hold, renew or release
+        return s.SlotGrant(acquired=True, missing=missing)
     if data.mode == "rate_limit":
-        decay = min(row.slot_decay_per_second for row in limits) if limits else 1.0
+        decay = min(row.slot_decay_per_second for row in limits)
         expires_at = now + timedelta(seconds=data.slots / decay)
     else:
         expires_at = now + timedelta(seconds=data.lease_seconds)
@@ -233,8 +237,12 @@ async def _lease_rows(
         select(lease)
         .join(limit, limit.id == lease.limit_id)
         .where(lease.lease_id == lease_id, limit.workspace_id == principal.workspace_id)
+        .order_by(lease.id)  # one lock order for every writer of a lease's rows
     )
-    return list((await session.execute(query)).scalars())
+    if principal.is_run_token:  # a run's token reaches its own run's leases only
+        query = query.where(lease.flow_run_id == principal.flow_run_id)
+    found = await session.execute(lock_rows(dialect_of(session), query, of=lease))
+    return list(found.scalars())
 
 
 async def renew(

@@ -94,6 +94,25 @@ async def test_bad_artifacts_are_refused_naming_the_field_and_nothing_is_written
     assert (await client.get("/artifacts")).json() == []
 
 
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"a": [1] * 100_000, **{f"c{i}": [] for i in range(10)}}, "cells"),
+        ([{"x": 1}] * 100_000 + [{f"k{i}": 1 for i in range(3)}], "cells"),
+        ([{f"k{i}": 1 for i in range(501)}], "columns"),
+        ([[1] * 600], "columns"),
+    ],
+    ids=["padded-columns", "padded-rows", "wide-objects", "wide-lists"],
+)
+async def test_a_table_is_refused_before_it_is_built_when_too_big(
+    client: httpx.AsyncClient, data: Any, words: str
+) -> None:
+    r = await client.post("/artifacts", json={"type": "table", "data": data})
+    assert r.status_code in {413, 422}, r.text
+    assert r.json()["errors"][0]["field"] == "data"
+    assert words in r.json()["detail"]
+
+
 async def test_a_keys_versions_are_its_history_newest_first(client: httpx.AsyncClient) -> None:
     ids = []
     for n in range(3):

@@ -91,6 +91,7 @@ async def test_inactive_and_missing_limits_limit_nothing(client: httpx.AsyncClie
     await make_limit(client, "paused", 0, active=False)
     grant = await take(client, "paused", "ghost")
     assert (grant["acquired"], grant["missing"]) == (True, ["ghost"])
+    assert grant["lease_id"] is None  # nothing limited the take: no lease to renew
     r = await client.patch("/concurrency-limits/paused", json={"active": True})
     assert r.json()["active"] is True
     r = await client.post("/concurrency-limits/acquire", json={"names": ["paused"]})
@@ -182,3 +183,20 @@ async def test_a_run_that_ends_gives_back_the_slots_it_still_holds(
     r = await client.post(f"/flow-runs/{run}/state", json={"type": "CRASHED", "message": "killed"})
     assert r.json()["status"] == "ACCEPT"
     assert (await take(client, "one"))["acquired"]
+
+
+async def test_a_runs_rate_limit_slots_decay_even_after_it_ends_and_tokens_keep_to_their_leases(
+    client: httpx.AsyncClient, client_for: ClientFactory
+) -> None:
+    await make_limit(client, "slow-api", 1, slot_decay_per_second=0.01)  # 100 s a slot
+    await make_limit(client, "lock", 1)
+    run, other = await new_run(client), await new_run(client)
+    async with client_for(await run_token(client, run)) as runner:
+        assert (await take(runner, "slow-api", mode="rate_limit"))["acquired"]
+        held = await take(runner, "lock")
+    await client.post(f"/flow-runs/{run}/state", json={"type": "COMPLETED"})
+    assert not (await take(client, "slow-api", mode="rate_limit"))["acquired"]  # still decaying
+    async with client_for(await run_token(client, other)) as stranger:
+        # Another run's token cannot renew or release a lease it did not take.
+        r = await stranger.post(f"/concurrency-limits/leases/{held['lease_id']}/renew", json={})
+        assert r.status_code == 404
