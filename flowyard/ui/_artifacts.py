@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from markdown_it.utils import EnvType, OptionsDict
 
 MAX_ROWS = 500
+# Rendering takes about 3 s per MiB of markdown: a page shows this much of a report.
+MAX_MARKDOWN_CHARS = 100_000
 TYPES: tuple[str, ...] = get_args(s.ArtifactType)
 REL = "noopener noreferrer nofollow"
 HEADING_SHIFT = 3
@@ -118,6 +120,8 @@ class Shown:
     percent: str | None = None  # progress, "42.5"
     progress: float | None = None
     raw: str | None = None  # data in no shape this page knows, as JSON
+    markdown_chars: int | None = None  # set when only the report's start is shown
+    markdown_shown: int = MAX_MARKDOWN_CHARS
 
     @property
     def title(self) -> str:
@@ -147,6 +151,8 @@ def _table(data: Any) -> Table | None:
 
 def _content(kind: str, data: Any) -> dict[str, Any]:
     if kind == "markdown" and isinstance(data, str):
+        if len(data) > MAX_MARKDOWN_CHARS:
+            return {"html": render_markdown(data[:MAX_MARKDOWN_CHARS]), "markdown_chars": len(data)}
         return {"html": render_markdown(data)}
     if kind == "table" and (table := _table(data)) is not None:
         return {"table": table}

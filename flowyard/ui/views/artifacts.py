@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Iterable
@@ -82,7 +83,7 @@ async def artifact_page(view: pages.View, artifact_id: uuid.UUID) -> Response:
                 scope.session, scope.principal, key=row.key, limit=HISTORY + 1
             )
         runs = await _run_names(scope, [row.flow_run_id])
-    artifact = present(row)
+    artifact = await asyncio.to_thread(present, row)  # a long report renders off the loop
     response = view.render(
         "artifact.html",
         scope,

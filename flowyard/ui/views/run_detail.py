@@ -9,6 +9,7 @@ logs stream over SSE, see ``views.log_panel``).
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -17,6 +18,7 @@ from fastapi.responses import Response
 
 from flowyard.schemas import flow_runs as fr
 from flowyard.schemas.states import StateType, Verdict
+from flowyard.server.db import models as m
 from flowyard.server.ops import artifacts, flow_run_queries, flow_runs, logs, task_runs
 from flowyard.server.ops.errors import DomainError, InvalidInput
 from flowyard.ui import _pages as pages
@@ -110,7 +112,8 @@ async def run_page(
     async with view.scope() as scope:
         live = await live_context(scope, run_id, tasks_cursor or None)
         panel = await log_panel.first_page(scope, run_id, filters, live["is_active"])
-        published = await _artifacts(scope, run_id)
+        rows = await _artifact_rows(scope, run_id)
+    published = await _artifacts(rows)
     response = view.render(
         "run.html",
         scope,
@@ -125,14 +128,17 @@ async def run_page(
     return pages.allow_remote_images(response) if visible else response
 
 
-async def _artifacts(scope: pages.Scope, run_id: uuid.UUID) -> dict[str, Any]:
-    published = await artifacts.list_artifacts(
+async def _artifact_rows(scope: pages.Scope, run_id: uuid.UUID) -> list[m.Artifact]:
+    return await artifacts.list_artifacts(
         scope.session, scope.principal, flow_run_id=run_id, limit=RUN_ARTIFACTS + 1
     )
-    return {
-        "artifacts": [present(row) for row in published[:RUN_ARTIFACTS]],
-        "more_artifacts": len(published) > RUN_ARTIFACTS,
-    }
+
+
+async def _artifacts(rows: list[m.Artifact]) -> dict[str, Any]:
+    """The card's artifacts, rendered after the page's transaction and off the event loop:
+    a long markdown report takes a while, and neither may wait on it."""
+    shown = await asyncio.to_thread(lambda: [present(row) for row in rows[:RUN_ARTIFACTS]])
+    return {"artifacts": shown, "more_artifacts": len(rows) > RUN_ARTIFACTS}
 
 
 @router.get("/runs/{run_id}/artifacts")
@@ -140,7 +146,8 @@ async def run_artifacts(view: pages.View, run_id: uuid.UUID) -> Response:
     """The run's artifacts card, which an active run's page polls."""
     async with view.scope() as scope:
         run = await flow_runs.read_flow_run(scope.session, scope.principal, run_id)
-        published = await _artifacts(scope, run_id)
+        rows = await _artifact_rows(scope, run_id)
+    published = await _artifacts(rows)
     return view.render(
         "run_artifacts.html",
         scope,

@@ -250,3 +250,15 @@ async def test_another_workspaces_artifacts_are_not_found_and_never_listed(
         page = (await theirs_browser.get("/artifacts")).text
         assert "their-report" in page
         assert "our-report" not in page
+
+
+async def test_a_long_report_shows_its_start_and_says_how_to_read_it_whole(
+    browser: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    run = await new_run(client)
+    made = await publish(client, "markdown", "word " * 40_000 + "THE-END", flow_run_id=run)
+    for page in (f"/runs/{run}", f"/artifacts/{made}"):
+        text = (await browser.get(page)).text
+        assert "The report is 200007 characters long; its first 100000 are shown." in text
+        assert f"flowyard artifact inspect {made}" in text
+        assert "THE-END" not in text
