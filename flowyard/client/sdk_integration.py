@@ -268,18 +268,29 @@ class ApiArtifacts(ServerBacked):
 
         if draft.flow_run_id is not None:
             self._reporter.flush()
+        body = ArtifactCreate(
+            type=draft.type,  # type: ignore[arg-type]
+            data=draft.data,
+            key=draft.key,
+            description=draft.description,
+            flow_run_id=draft.flow_run_id,
+            task_run_id=draft.task_run_id,
+        )
         try:
-            body = ArtifactCreate(
-                type=draft.type,  # type: ignore[arg-type]
-                data=draft.data,
-                key=draft.key,
-                description=draft.description,
-                flow_run_id=draft.flow_run_id,
-                task_run_id=draft.task_run_id,
-            )
             return self._client.create_artifact(body).id
         except ValidationError as exc:
-            raise ValueError(f"{draft.type} artifact: {exc.detail}") from None
+            if exc.field != "flow_run_id":
+                raise ValueError(f"{draft.type} artifact: {exc.detail}") from None
+        # The server has no record of the run (its recording stopped): keep the artifact
+        # without it rather than fail the flow over a report.
+        logger.warning(
+            "The server has no record of flow run %s; its %s artifact is kept without it",
+            draft.flow_run_id,
+            draft.type,
+        )
+        return self._client.create_artifact(
+            body.model_copy(update={"flow_run_id": None, "task_run_id": None})
+        ).id
 
     def update(self, artifact_id: uuid.UUID, data: object, description: str | None) -> None:
         from flowyard.client._errors import ValidationError
@@ -314,7 +325,14 @@ class ApiConcurrency:
         from flowyard.client._errors import ValidationError
         from flowyard.sdk._concurrency import Grant
 
-        body = {"names": names, "slots": slots, "mode": mode, "lease_seconds": lease_seconds}
+        body = {
+            "names": names,
+            "slots": slots,
+            "mode": mode,
+            "lease_seconds": lease_seconds,
+            # Sent again after a lost answer, the request finds its lease, not a second one.
+            "lease_id": str(uuid.uuid4()),
+        }
         try:
             answer = self._call("POST", "/concurrency-limits/acquire", body)
         except ValidationError as exc:

@@ -54,6 +54,9 @@ class SlotRequest(Wire):
     mode: Literal["concurrency", "rate_limit"] = "concurrency"
     lease_seconds: float = Field(default=300.0, ge=1.0, le=MAX_LEASE_SECONDS)
     flow_run_id: uuid.UUID | None = None
+    # The id the lease gets, chosen by the caller: a request sent again after its answer
+    # was lost finds the lease it already made instead of taking the slots twice.
+    lease_id: uuid.UUID | None = None
 
 
 class SlotGrant(Wire):

@@ -146,8 +146,13 @@ def install_deferred() -> None:
         with _deferred_lock:
             pending = list(_deferred)
             _deferred.clear()
-        for installer in pending:
-            installer()
+        for done, installer in enumerate(pending):
+            try:
+                installer()
+            except BaseException:
+                with _deferred_lock:  # the next use tries the rest again
+                    _deferred[:0] = pending[done:]
+                raise
 
 
 def reset_server_integration() -> None:

@@ -145,6 +145,10 @@ async def acquire(session: AsyncSession, principal: Principal, data: s.SlotReque
         .order_by(m.ConcurrencyLimit.id),  # one lock order for every taker
     )
     found = {row.name: row for row in (await session.execute(query)).scalars()}
+    if data.lease_id is not None:
+        made = await _lease_rows(session, principal, data.lease_id)
+        if made:  # this request was answered before, and the answer lost
+            return s.SlotGrant(acquired=True, lease_id=data.lease_id, expires_at=made[0].expires_at)
     missing = [name for name in names if name not in found]
     limits = [found[name] for name in names if name in found and found[name].active]
     for row in limits:
@@ -179,7 +183,7 @@ async def acquire(session: AsyncSession, principal: Principal, data: s.SlotReque
         expires_at = now + timedelta(seconds=data.slots / decay)
     else:
         expires_at = now + timedelta(seconds=data.lease_seconds)
-    lease_id = uuid.uuid4()
+    lease_id = data.lease_id or uuid.uuid4()
     session.add_all(
         m.ConcurrencyLease(
             lease_id=lease_id,

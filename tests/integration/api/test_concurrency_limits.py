@@ -200,3 +200,16 @@ async def test_a_runs_rate_limit_slots_decay_even_after_it_ends_and_tokens_keep_
         # Another run's token cannot renew or release a lease it did not take.
         r = await stranger.post(f"/concurrency-limits/leases/{held['lease_id']}/renew", json={})
         assert r.status_code == 404
+
+
+async def test_a_take_sent_again_after_a_lost_answer_finds_its_lease(
+    client: httpx.AsyncClient,
+) -> None:
+    await make_limit(client, "once", 2)
+    lease_id = str(uuid.uuid4())
+    first = await take(client, "once", lease_id=lease_id)
+    again = await take(client, "once", lease_id=lease_id)
+    assert first["acquired"]
+    assert again["acquired"]
+    assert first["lease_id"] == again["lease_id"] == lease_id
+    assert (await client.get("/concurrency-limits/once")).json()["active_slots"] == 1
