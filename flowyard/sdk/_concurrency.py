@@ -164,11 +164,13 @@ class _Taking:
         mode: Mode,
         timeout_seconds: float | None,
         strict: bool,
+        lease_seconds: float,
     ) -> None:
         if not isinstance(occupy, int) or isinstance(occupy, bool) or occupy < 1:
             raise ValueError(f"occupy must be a whole number of slots, at least 1; got {occupy!r}")
         self.backend, self.names, self.occupy, self.mode = backend, names, occupy, mode
         self.timeout_seconds, self.strict = timeout_seconds, strict
+        self.lease_seconds = lease_seconds
         self.deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
         self.said_waiting = False
         # A held slot is usually released long before its lease would run out, so a waiter
@@ -217,53 +219,35 @@ class _Taking:
             )
         return wait
 
+    def take(self) -> Grant:
+        """Ask until the slots are held (or give up), sleeping between asks."""
+        while True:
+            grant = self._ask()
+            wait = self.wait_after(grant)
+            if wait is None:
+                return grant
+            time.sleep(wait)
 
-def _take(
-    backend: ConcurrencyBackend,
-    names: list[str],
-    occupy: int,
-    mode: Mode,
-    timeout_seconds: float | None,
-    strict: bool,
-    lease_seconds: float,
-) -> Grant:
-    taking = _Taking(backend, names, occupy, mode, timeout_seconds, strict)
-    while True:
-        grant = backend.acquire(names, occupy, mode, lease_seconds)
-        wait = taking.wait_after(grant)
-        if wait is None:
-            return grant
-        time.sleep(wait)
+    async def atake(self) -> Grant:
+        """:meth:`take` for the event loop: it waits with ``asyncio.sleep`` and sends each
+        request from a thread, so waiters never hold the threads that releases need."""
+        import asyncio
 
+        while True:
+            asking = asyncio.ensure_future(asyncio.to_thread(self._ask))
+            try:
+                grant = await asyncio.shield(asking)
+            except asyncio.CancelledError:
+                # Cancelled while the request is out: give back whatever it takes.
+                asking.add_done_callback(lambda done: _give_back(self.backend, done))
+                raise
+            wait = await asyncio.to_thread(self.wait_after, grant)  # may release (strict)
+            if wait is None:
+                return grant
+            await asyncio.sleep(wait)
 
-async def _atake(
-    backend: ConcurrencyBackend,
-    names: list[str],
-    occupy: int,
-    mode: Mode,
-    timeout_seconds: float | None,
-    strict: bool,
-    lease_seconds: float,
-) -> Grant:
-    """:func:`_take` for the event loop: it waits with ``asyncio.sleep`` and sends each
-    request from a thread, so waiters never hold the threads that releases need."""
-    import asyncio
-
-    taking = _Taking(backend, names, occupy, mode, timeout_seconds, strict)
-    while True:
-        asking = asyncio.ensure_future(
-            asyncio.to_thread(backend.acquire, names, occupy, mode, lease_seconds)
-        )
-        try:
-            grant = await asyncio.shield(asking)
-        except asyncio.CancelledError:
-            # Cancelled while the request is out: give back whatever it takes.
-            asking.add_done_callback(lambda done: _give_back(backend, done))
-            raise
-        wait = await asyncio.to_thread(taking.wait_after, grant)  # may release (strict)
-        if wait is None:
-            return grant
-        await asyncio.sleep(wait)
+    def _ask(self) -> Grant:
+        return self.backend.acquire(self.names, self.occupy, self.mode, self.lease_seconds)
 
 
 def _give_back(backend: ConcurrencyBackend, done: object) -> None:
@@ -275,8 +259,14 @@ def _give_back(backend: ConcurrencyBackend, done: object) -> None:
 def _release_quietly(backend: ConcurrencyBackend, lease_id: uuid.UUID) -> None:
     try:
         backend.release(lease_id)
-    except Exception as exc:  # it runs out by itself
-        _logger.warning("Could not release concurrency lease %s: %s", lease_id, exc)
+    except ObjectNotFound:
+        pass
+    except Exception as exc:  # the lease runs out by itself
+        _logger.warning(
+            "Could not release concurrency lease %s (%s); its slots come back when it runs out",
+            lease_id,
+            exc,
+        )
 
 
 def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
@@ -367,7 +357,9 @@ def concurrency(
         _no_backend(listed, strict)
         yield
         return
-    grant = _take(backend, listed, occupy, "concurrency", timeout_seconds, strict, lease_duration)
+    grant = _Taking(
+        backend, listed, occupy, "concurrency", timeout_seconds, strict, lease_duration
+    ).take()
     lease_id = grant.lease_id
     if lease_id is not None:
         _renewer.hold(backend, lease_id, lease_duration)
@@ -376,17 +368,7 @@ def concurrency(
     finally:
         if lease_id is not None:
             _renewer.drop(lease_id)
-            try:
-                backend.release(lease_id)
-            except ObjectNotFound:
-                pass
-            except Exception as exc:  # the lease runs out by itself
-                _logger.warning(
-                    "Could not release concurrency lease %s (%s); its slots come back when "
-                    "it runs out",
-                    lease_id,
-                    exc,
-                )
+            _release_quietly(backend, lease_id)
 
 
 @asynccontextmanager
@@ -408,9 +390,9 @@ async def aconcurrency(
         _no_backend(listed, strict)
         yield
         return
-    grant = await _atake(
+    grant = await _Taking(
         backend, listed, occupy, "concurrency", timeout_seconds, strict, lease_duration
-    )
+    ).atake()
     lease_id = grant.lease_id
     if lease_id is not None:
         _renewer.hold(backend, lease_id, lease_duration)
@@ -466,7 +448,7 @@ async def arate_limit(
     if backend is None:
         _no_backend(listed, strict)
         return
-    await _atake(backend, listed, occupy, "rate_limit", timeout_seconds, strict, 300)
+    await _Taking(backend, listed, occupy, "rate_limit", timeout_seconds, strict, 300).atake()
 
 
 def rate_limit(
@@ -482,4 +464,4 @@ def rate_limit(
     if backend is None:
         _no_backend(listed, strict)
         return
-    _take(backend, listed, occupy, "rate_limit", timeout_seconds, strict, 300)
+    _Taking(backend, listed, occupy, "rate_limit", timeout_seconds, strict, 300).take()

@@ -451,13 +451,18 @@ def _tag_slots(engine: TaskRunEngine) -> tuple[AbstractContextManager[None] | No
         return None, True
     try:
         slots.__enter__()
-    except ValueError as exc:
-        engine.fail(exc)
-        return None, False
     except Exception as exc:
-        engine.log(logging.WARNING, f"Running without its tag concurrency limits: {exc}")
-        return None, True
+        return None, _may_run_after(engine, exc)
     return slots, True
+
+
+def _may_run_after(engine: TaskRunEngine, exc: Exception) -> bool:
+    """A refusal (a limit of 0 slots) fails the task; the server being away lets it run."""
+    if isinstance(exc, ValueError):
+        engine.fail(exc)
+        return False
+    engine.log(logging.WARNING, f"Running without its tag concurrency limits: {exc}")
+    return True
 
 
 async def _atag_slots(
@@ -471,12 +476,8 @@ async def _atag_slots(
         return None, True
     try:
         await slots.__aenter__()
-    except ValueError as exc:
-        engine.fail(exc)
-        return None, False
     except Exception as exc:
-        engine.log(logging.WARNING, f"Running without its tag concurrency limits: {exc}")
-        return None, True
+        return None, _may_run_after(engine, exc)
     return slots, True
 
 
