@@ -119,9 +119,7 @@ def _install_backends(reporter: ServerReporter, clients: _LazyClient) -> None:
         set_secret_backend(ApiSecrets(clients))
         set_deployment_backend(ApiDeployments(clients))
         set_artifact_backend(ApiArtifacts(clients, reporter))
-        concurrency = ApiConcurrency()
-        _clients.append(concurrency)
-        set_concurrency_backend(concurrency)
+        set_concurrency_backend(ApiConcurrency(reporter.client))
 
 
 def __getattr__(name: str) -> Any:
@@ -157,7 +155,7 @@ class _LazyClient:
                 self._client = None
 
 
-_clients: list[_LazyClient | ApiConcurrency] = []
+_clients: list[_LazyClient] = []
 
 
 def uninstall() -> None:
@@ -307,19 +305,16 @@ class ApiArtifacts(ServerBacked):
 
 
 class ApiConcurrency:
-    """Global concurrency limits on the server, over the standard-library client of its own:
-    a task throttled by a tag's limit does not load httpx into a managed run. A managed
-    run's leases name the run as their holder (its token says which run it is)."""
+    """Global concurrency limits on the server, over the recorder's standard-library client
+    (a connection per thread): a task throttled by a tag's limit does not load httpx into a
+    managed run. A managed run's leases name the run as their holder (its token says which
+    run it is)."""
 
-    def __init__(self) -> None:
-        self._wire: WireClient | None = None
-        self._lock = threading.Lock()  # one connection, many task threads
+    def __init__(self, wire: WireClient) -> None:
+        self._wire = wire
 
     def _call(self, method: str, path: str, body: object = None) -> Any:
-        with self._lock:
-            if self._wire is None:
-                self._wire = WireClient.from_config()
-            return self._wire.request(method, path, body)
+        return self._wire.request(method, path, body)
 
     def acquire(self, names: list[str], slots: int, mode: Mode, lease_seconds: float) -> Grant:
         from flowyard.client._errors import ValidationError
@@ -361,12 +356,6 @@ class ApiConcurrency:
         return frozenset(
             limit["name"] for limit in self._call("GET", "/concurrency-limits") if limit["active"]
         )
-
-    def close(self) -> None:
-        with self._lock:
-            if self._wire is not None:
-                self._wire.close()
-                self._wire = None
 
 
 class ApiResultStore(ServerBacked):
